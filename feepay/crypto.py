@@ -116,8 +116,9 @@ def _dev_key_path(database_url: str | None) -> Path:
 
 def rotate_all(fp) -> dict[str, int]:  # noqa: ANN001 - FeePay
     """Re-encrypt every sealed column (and recompute blind indexes) with the current key."""
-    import feepay.storage.tables  # noqa: F401 - registers sealed columns
     from sqlalchemy import select
+
+    import feepay.storage.tables  # noqa: F401 - registers sealed columns
 
     counts: dict[str, int] = {}
     with fp.db.session() as s:

@@ -6,7 +6,7 @@ Money is ``int`` VND; datetimes are aware (pydantic ``AwareDatetime``).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -112,7 +112,8 @@ class PaymentEvent(_Frozen):
     """A payment reported by a gateway or a bank push, as parsed by an adapter.
 
     Attributes:
-        provider: adapter name (``vnpay``, ``momo``, ``zalopay``, ``sepay``, ``casso``, ``bankhook``).
+        provider: adapter name (``vnpay``, ``momo``, ``zalopay``, ``sepay``, ``casso``,
+            ``bankhook``).
         provider_txn_id: the provider's own transaction id — the idempotency key.
         reference: our reference code when the provider carries it in an order field.
         amount: int VND actually paid (VNPAY's ×100 already undone).
@@ -166,6 +167,7 @@ class Statement(_Frozen):
     opening_balance: int | None = None
     closing_balance: int | None = None
     lines: tuple[StatementLine, ...] = ()
+    bank_bin: str | None = Field(default=None, description="bank of the export, when known")
 
 
 class SettlementTxn(_Frozen):
@@ -179,6 +181,8 @@ class SettlementTxn(_Frozen):
     net: int
     paid_at: AwareDatetime | None = None
     batch_id: str
+    kind: str = Field(default="payment", pattern="^(payment|refund)$",
+                      description="refunds carry negative gross/fee/net; net = gross - fee")
 
 
 class SettlementBatch(_Frozen):
@@ -189,12 +193,16 @@ class SettlementBatch(_Frozen):
     settled_on: date
     net_total: int
     transactions: tuple[SettlementTxn, ...] = ()
+    account_number: str | None = Field(default=None, description="bank account credited")
 
 
 class SettlementFile(_Frozen):
+    """A parsed gateway settlement file: batches, each paying out its transactions."""
+
     source: str
     format: str
     batches: tuple[SettlementBatch, ...] = ()
+    account_number: str | None = Field(default=None, description="account credited, if stated")
 
 
 # --- callbacks: raw requests, channels, recorded payments ----------------------------------

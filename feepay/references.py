@@ -16,11 +16,12 @@ States (``docs/concepts.md``)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text, update
@@ -30,12 +31,17 @@ from sqlalchemy.exc import IntegrityError
 
 from feepay import reference as codes
 from feepay.accounts import Accounts
-from feepay.banks import get_bank
 from feepay.exceptions import Conflict, NotFound, ValidationError
 from feepay.fees import Fees
 from feepay.models import PaymentReference, ReferenceItem, ReferenceState
 from feepay.money import local_day, now_utc, require_aware
-from feepay.storage.tables import AccountRow, ReferenceItemRow, ReferenceRow, UnitRow
+from feepay.storage.tables import (
+    AccountRow,
+    FeeItemRow,
+    ReferenceItemRow,
+    ReferenceRow,
+    UnitRow,
+)
 from feepay.vietqr import build_payload
 
 if TYPE_CHECKING:
@@ -98,62 +104,42 @@ class References:
 
     def issue_many(self, requests: Sequence[IssueRequest], *, now: datetime | None = None,
                    actor: str = "system") -> list[PaymentReference]:
-        """Issue many references in one transaction (batch mode; all or nothing)."""
+        """Issue many references in one transaction (batch mode; all or nothing).
+
+        One multi-row ``INSERT … ON CONFLICT DO NOTHING`` creates the new references; those
+        that already existed for their (dossier, items) are read back instead.
+        """
         now = require_aware(now or now_utc(), "now")
-        ttl = timedelta(days=self.fp.settings.reference_ttl_days)
         for _attempt in range(3):
             try:
                 with self.fp.db.session() as s:
-                    ids = [self._issue_one(s, r, now, ttl) for r in requests]
-                    rows = {r.id: r for r in s.scalars(
-                        select(ReferenceRow).where(ReferenceRow.id.in_(ids)))}
-                    return [self._to_model(s, rows[i]) for i in ids]
+                    return self._issue_batch(s, requests, now)
             except IntegrityError as exc:  # a code collision: astronomically rare; retry
-                if "code" not in str(exc.orig):
+                if not any(n in str(exc.orig) for n in ("payment_references.code",
+                                                        "uq_payment_references_code")):
                     raise
         raise Conflict("could not draw a unique reference code")
 
-    def _issue_one(self, s: Session, req: IssueRequest, now: datetime, ttl: timedelta) -> int:
-        dossier = _check_dossier(req.dossier_code)
-        if not req.items:
-            raise ValidationError("at least one fee item is required", field="items")
-        unit = self._resolve_unit(s, req.competent_unit)
-        if req.receiving_unit and s.get(UnitRow, req.receiving_unit) is None:
-            raise ValidationError(f"unit {req.receiving_unit} does not exist",
-                                  field="receiving_unit")
-        day = local_day(now)
-        fees = [Fees.effective(s, c.strip().upper(), day) for c in req.items]
-        account = Accounts.choose(s, unit, {f.kind for f in fees}, day)
-        key = items_key(unit, (f.fee_code for f in fees))
-        code = codes.generate()
-        values = dict(code=code, dossier_code=dossier, items_key=key, competent_unit=unit,
-                      receiving_unit=req.receiving_unit, account_id=account.id,
-                      amount_due=sum(f.amount for f in fees), amount_paid=0, state="issued",
-                      memo=code, issued_at=now, expires_at=now + ttl)
-        ins = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)
-        stmt = ins(ReferenceRow).values(**values).on_conflict_do_nothing(
-            index_elements=["dossier_code", "items_key"], index_where=_LIVE)
-        new_id = s.execute(stmt.returning(ReferenceRow.id)).scalar()
-        if new_id is None:  # an existing live reference for this dossier and items
-            return s.scalar(select(ReferenceRow.id).where(
-                ReferenceRow.dossier_code == dossier, ReferenceRow.items_key == key,
-                ReferenceRow.state != "cancelled"))
-        s.add_all(ReferenceItemRow(reference_id=new_id, position=i, fee_item_id=f.id,
-                                   fee_code=f.fee_code, name=f.name, kind=f.kind,
-                                   amount=f.amount, retention_bp=f.retention_bp)
-                  for i, f in enumerate(fees))
-        return new_id
-
-    @staticmethod
-    def _resolve_unit(s: Session, code: str) -> str:
-        row = s.get(UnitRow, code)
-        if row is None:
-            raise ValidationError(f"unit {code} does not exist", field="competent_unit")
-        seen = {code}
-        while row.successor_code and row.successor_code not in seen:
-            seen.add(row.successor_code)
-            row = s.get(UnitRow, row.successor_code)
-        return row.code
+    def _issue_batch(self, s: Session, requests: Sequence[IssueRequest],
+                     now: datetime) -> list[PaymentReference]:
+        planner = _Planner(s, local_day(now), now,
+                           timedelta(days=self.fp.settings.reference_ttl_days))
+        planned = [planner.one(r) for r in requests]
+        unique = list({p.key: p for p in reversed(planned)}.values())
+        conn = s.connection()
+        created = {(d, k): i for i, d, k in conn.execute(_insert_live(conn.dialect.name),
+                                                         [p.values for p in unique])}
+        items = [dict(reference_id=created[p.key], position=n, fee_item_id=f.id,
+                      fee_code=f.fee_code, name=f.name, kind=f.kind, amount=f.amount,
+                      retention_bp=f.retention_bp)
+                 for p in unique if p.key in created for n, f in enumerate(p.fees)]
+        if items:
+            conn.execute(ReferenceItemRow.__table__.insert(), items)
+        existing = {p.key: self._to_model(s, s.scalar(select(ReferenceRow).where(
+            ReferenceRow.dossier_code == p.key[0], ReferenceRow.items_key == p.key[1],
+            ReferenceRow.state != "cancelled"))) for p in unique if p.key not in created}
+        return [self._model(created[p.key], p.values, p.account, p.items())
+                if p.key in created else existing[p.key] for p in planned]
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, code: str) -> PaymentReference:
@@ -174,23 +160,28 @@ class References:
             return [self._to_model(s, r) for r in rows]
 
     def _to_model(self, s: Session, row: ReferenceRow) -> PaymentReference:
-        account = s.get(AccountRow, row.account_id)
+        values = {c: getattr(row, c) for c in (
+            "code", "dossier_code", "competent_unit", "receiving_unit", "amount_due",
+            "amount_paid", "state", "issued_at", "expires_at", "memo")}
+        return self._model(row.id, values, s.get(AccountRow, row.account_id), [
+            ReferenceItem(fee_code=i.fee_code, name=i.name, kind=i.kind, amount=i.amount,
+                          retention_bp=i.retention_bp) for i in row.items])
+
+    def _model(self, ref_id: int, v: dict, account: AccountRow,
+               items: list[ReferenceItem]) -> PaymentReference:
         number = self._numbers.get(account.id)
         if number is None:
             number = self._numbers[account.id] = self.fp.sealer.open(account.number_enc)
-        get_bank(account.bank_bin)
         return PaymentReference(
-            id=row.id, code=row.code, dossier_code=row.dossier_code,
-            competent_unit=row.competent_unit, receiving_unit=row.receiving_unit,
+            id=ref_id, code=v["code"], dossier_code=v["dossier_code"],
+            competent_unit=v["competent_unit"], receiving_unit=v["receiving_unit"],
             account_id=account.id, bank_bin=account.bank_bin,
             account_masked="•" * (len(number) - 4) + number[-4:],
-            account_holder=account.holder_name, amount_due=row.amount_due,
-            amount_paid=row.amount_paid, state=ReferenceState(row.state),
-            issued_at=row.issued_at, expires_at=row.expires_at, memo=row.memo,
-            vietqr=build_payload(account.bank_bin, number, row.amount_due, row.memo),
-            items=tuple(ReferenceItem(fee_code=i.fee_code, name=i.name, kind=i.kind,
-                                      amount=i.amount, retention_bp=i.retention_bp)
-                        for i in row.items))
+            account_holder=account.holder_name, amount_due=v["amount_due"],
+            amount_paid=v["amount_paid"], state=ReferenceState(v["state"]),
+            issued_at=v["issued_at"], expires_at=v["expires_at"], memo=v["memo"],
+            vietqr=build_payload(account.bank_bin, number, v["amount_due"], v["memo"]),
+            items=tuple(items))
 
     # -- state changes ---------------------------------------------------------------------
     def cancel(self, code: str, reason: str, actor: str = "system") -> PaymentReference:
@@ -220,3 +211,80 @@ class References:
             return s.execute(update(ReferenceRow).where(
                 ReferenceRow.state == "issued", ReferenceRow.expires_at < now)
                 .values(state="expired")).rowcount
+
+
+@functools.cache
+def _insert_live(dialect: str):  # noqa: ANN202 - an Insert construct, built once per dialect
+    """INSERT a reference unless a live one exists for its (dossier, items)."""
+    t = ReferenceRow.__table__
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    return ins(t).on_conflict_do_nothing(index_elements=["dossier_code", "items_key"],
+                                         index_where=_LIVE).returning(
+        t.c.id, t.c.dossier_code, t.c.items_key)
+
+
+@dataclass
+class _Plan:
+    values: dict
+    fees: list[FeeItemRow]
+    account: AccountRow
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.values["dossier_code"], self.values["items_key"]
+
+    def items(self) -> list[ReferenceItem]:
+        return [ReferenceItem(fee_code=f.fee_code, name=f.name, kind=f.kind, amount=f.amount,
+                              retention_bp=f.retention_bp) for f in self.fees]
+
+
+class _Planner:
+    """Validates requests, resolving units, fees and accounts once per batch."""
+
+    def __init__(self, s: Session, day: date, now: datetime, ttl: timedelta) -> None:
+        self.s, self.day, self.now, self.ttl = s, day, now, ttl
+        self._units: dict[str, str] = {}
+        self._fees: dict[str, FeeItemRow] = {}
+        self._accounts: dict[tuple[str, frozenset[str]], AccountRow] = {}
+
+    def one(self, req: IssueRequest) -> _Plan:
+        dossier = _check_dossier(req.dossier_code)
+        if not req.items:
+            raise ValidationError("at least one fee item is required", field="items")
+        unit = self.unit(req.competent_unit, "competent_unit")
+        if req.receiving_unit:
+            self.unit(req.receiving_unit, "receiving_unit")
+        fees = [self.fee(c) for c in req.items]
+        account = self.account(unit, frozenset(f.kind for f in fees))
+        code = codes.generate()
+        values = dict(code=code, dossier_code=dossier,
+                      items_key=items_key(unit, (f.fee_code for f in fees)),
+                      competent_unit=unit, receiving_unit=req.receiving_unit,
+                      account_id=account.id, amount_due=sum(f.amount for f in fees),
+                      amount_paid=0, state="issued", memo=code, issued_at=self.now,
+                      expires_at=self.now + self.ttl)
+        return _Plan(values, fees, account)
+
+    def unit(self, code: str, field: str) -> str:
+        """The unit now responsible for ``code`` (following merges)."""
+        if code not in self._units:
+            row = self.s.get(UnitRow, code)
+            if row is None:
+                raise ValidationError(f"unit {code} does not exist", field=field)
+            seen = {code}
+            while row.successor_code and row.successor_code not in seen:
+                seen.add(row.successor_code)
+                row = self.s.get(UnitRow, row.successor_code)
+            self._units[code] = row.code
+        return self._units[code]
+
+    def fee(self, code: str) -> FeeItemRow:
+        code = (code or "").strip().upper()
+        if code not in self._fees:
+            self._fees[code] = Fees.effective(self.s, code, self.day)
+        return self._fees[code]
+
+    def account(self, unit: str, kinds: frozenset[str]) -> AccountRow:
+        if (unit, kinds) not in self._accounts:
+            self._accounts[(unit, kinds)] = Accounts.choose(self.s, unit, set(kinds), self.day)
+        return self._accounts[(unit, kinds)]
