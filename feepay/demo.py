@@ -14,6 +14,7 @@ from pathlib import Path
 from feepay.api import FeePay
 from feepay.demo_data import DemoProvince, seed
 from feepay.models import PaymentReference
+from feepay.reference import generate
 
 #: what a dossier asks for: (competent unit kind, fee codes)
 BASKETS = (
@@ -44,6 +45,8 @@ def prepare(out_dir: Path, *, seed_value: int = 0, dossiers: int = 20,
     fp = FeePay.open(db_url)
     province = seed(fp, seed_value)
     rng = random.Random(seed_value)
+    code_rng = random.Random(f"codes-{seed_value}")
+    fp.references.generate_code = lambda: generate(code_rng)
     refs = fp.references.issue_many([_request(province, rng, i) for i in range(dossiers)])
     qr_dir = out_dir / "qr"
     shutil.rmtree(qr_dir, ignore_errors=True)

@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import unicodedata
@@ -99,9 +100,13 @@ def format(code: str) -> str:  # noqa: A001 - stdnum's name
     return " ".join([code[:2], code[2:6], code[6:10], code[10:]])
 
 
-def generate() -> str:
-    """A new random code (cryptographically random body, not sequential or guessable)."""
-    body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
+def generate(rng: random.Random | None = None) -> str:
+    """A new random code (cryptographically random body, not sequential or guessable).
+
+    ``rng`` (a seeded ``random.Random``) is for demos and tests that must repeat exactly.
+    """
+    choice = rng.choice if rng is not None else secrets.choice
+    body = "".join(choice(ALPHABET) for _ in range(BODY_LENGTH))
     return PREFIX + body + calc_check_digits(body)
 
 

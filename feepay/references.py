@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -82,6 +82,8 @@ class References:
     def __init__(self, fp: FeePay) -> None:
         self.fp = fp
         self._numbers: dict[int, str] = {}
+        #: where new codes come from; the demo swaps in a seeded generator for repeatability
+        self.generate_code: Callable[[], str] = codes.generate
 
     # -- issuing ---------------------------------------------------------------------------
     def issue(self, dossier_code: str, competent_unit: str, items: Sequence[str],
@@ -123,7 +125,8 @@ class References:
     def _issue_batch(self, s: Session, requests: Sequence[IssueRequest],
                      now: datetime) -> list[PaymentReference]:
         planner = _Planner(s, local_day(now), now,
-                           timedelta(days=self.fp.settings.reference_ttl_days))
+                           timedelta(days=self.fp.settings.reference_ttl_days),
+                           self.generate_code)
         planned = [planner.one(r) for r in requests]
         unique = list({p.key: p for p in reversed(planned)}.values())
         conn = s.connection()
@@ -241,8 +244,10 @@ class _Plan:
 class _Planner:
     """Validates requests, resolving units, fees and accounts once per batch."""
 
-    def __init__(self, s: Session, day: date, now: datetime, ttl: timedelta) -> None:
+    def __init__(self, s: Session, day: date, now: datetime, ttl: timedelta,
+                 generate_code: Callable[[], str]) -> None:
         self.s, self.day, self.now, self.ttl = s, day, now, ttl
+        self.generate_code = generate_code
         self._units: dict[str, str] = {}
         self._fees: dict[str, FeeItemRow] = {}
         self._accounts: dict[tuple[str, frozenset[str]], AccountRow] = {}
@@ -256,7 +261,7 @@ class _Planner:
             self.unit(req.receiving_unit, "receiving_unit")
         fees = [self.fee(c) for c in req.items]
         account = self.account(unit, frozenset(f.kind for f in fees))
-        code = codes.generate()
+        code = self.generate_code()
         values = dict(code=code, dossier_code=dossier,
                       items_key=items_key(unit, (f.fee_code for f in fees)),
                       competent_unit=unit, receiving_unit=req.receiving_unit,
