@@ -10,8 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -19,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
@@ -162,11 +160,11 @@ def upgrade() -> None:
     with op.batch_alter_table('reference_items', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reference_items_reference_id'), ['reference_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('reference_items', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reference_items_reference_id'))
 
@@ -194,4 +192,4 @@ def downgrade() -> None:
 
     op.drop_table('fee_items')
     op.drop_table('audit_log')
-    
+
