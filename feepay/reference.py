@@ -118,17 +118,32 @@ def normalize_memo(memo: str) -> str:
     return memo.upper().encode("ascii").translate(None, _DELETE).decode("ascii")
 
 
-def _candidates(text: bytes) -> list[bytes]:
-    """Code-shaped substrings after the prefix: body and check in the code alphabet."""
-    out = []
-    tail = BODY_LENGTH + CHECK_LENGTH
+def _scan(text: bytes) -> tuple[list[str], list[str]]:
+    """Valid codes and near misses in a normalised memo, left to right, never overlapping.
+
+    A valid code consumes its characters (text after it is scanned afresh); a code-shaped
+    string whose check fails is a near miss unless it overlaps a valid code or an earlier
+    near miss.
+    """
+    valid: list[str] = []
+    near: list[tuple[str, int]] = []
     start = text.find(_PREFIX_B)
     while start != -1:
-        chunk = text[start + 2:start + 2 + tail]
-        if len(chunk) == tail and not chunk.translate(None, _ALPHABET_B):
-            out.append(chunk)
+        end = start + LENGTH
+        body = text[start + len(_PREFIX_B):end]
+        if len(body) == LENGTH - len(_PREFIX_B) and not body.translate(None, _ALPHABET_B):
+            code = PREFIX + body.decode("ascii")
+            if _checks(body):
+                while near and near[-1][1] > start:
+                    near.pop()
+                if code not in valid:
+                    valid.append(code)
+                start = text.find(_PREFIX_B, end)
+                continue
+            if not near or near[-1][1] <= start:
+                near.append((code, end))
         start = text.find(_PREFIX_B, start + 1)
-    return out
+    return valid, [c for c, _ in near]
 
 
 def _checks(body: bytes) -> bool:
@@ -147,13 +162,10 @@ def find_in_text(memo: str) -> list[str]:
     Works on mangled memos: lower case, diacritics, spaces inserted inside the code,
     punctuation, and text glued before or after the code.
     """
-    found: list[str] = []
-    for body in _candidates(_normalized_bytes(memo)):
-        if _checks(body):
-            code = PREFIX + body.decode("ascii")
-            if code not in found:
-                found.append(code)
-    return found
+    text = _normalized_bytes(memo)
+    if _PREFIX_B not in text:
+        return []
+    return _scan(text)[0]
 
 
 def near_misses(memo: str) -> list[str]:
@@ -161,5 +173,4 @@ def near_misses(memo: str) -> list[str]:
 
     The reconciliation engine uses these to suggest a reference, never to auto-match.
     """
-    return [PREFIX + body.decode("ascii") for body in _candidates(_normalized_bytes(memo))
-            if not _checks(body)]
+    return _scan(_normalized_bytes(memo))[1]

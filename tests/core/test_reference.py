@@ -7,7 +7,7 @@ import doctest
 import string
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feepay import reference as ref
@@ -100,6 +100,7 @@ def test_random_memos_yield_nothing(memo: str) -> None:
 
 
 @given(codes, st.integers(2, 11), st.sampled_from(ref.ALPHABET))
+@example(code="FPFP322222AW", pos=4, c="2")  # a body containing the prefix
 def test_near_miss_is_not_found_but_suggested(code: str, pos: int, c: str) -> None:
     typo = code[:pos] + c + code[pos + 1:]
     if typo == code:
