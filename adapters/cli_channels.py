@@ -1,7 +1,149 @@
-"""`feepay` sub-commands of this package (gathered by webapp/cli.py)."""
+"""`feepay channels …`: bind callback adapters to accounts, hold their secrets, rotate them.
+
+Secrets are never echoed: give them as ``--secret name=value`` (scripts; beware shell
+history) or ``--secret name`` alone to be prompted with hidden input.
+"""
 
 from __future__ import annotations
 
+import json
+
 import click
 
-commands: list[click.Command] = []
+from feepay import clikit
+from feepay.exceptions import ValidationError
+
+
+def _registry():  # noqa: ANN202
+    from adapters.registry import default_registry
+
+    return default_registry()
+
+
+def _parse_pairs(pairs: tuple[str, ...], what: str, *, prompt: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not name:
+            raise ValidationError(f"--{what} needs NAME=VALUE", field=what)
+        if not sep:
+            if not prompt:
+                raise ValidationError(f"--{what} {name} needs =VALUE", field=what)
+            value = click.prompt(f"{name}", hide_input=True, confirmation_prompt=True)
+        out[name] = value
+    return out
+
+
+def _settings(pairs: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in _parse_pairs(pairs, "setting", prompt=False).items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _describe(ch) -> str:  # noqa: ANN001
+    acct = f"account {ch.account_id}" if ch.account_id else "no account"
+    merch = f", merchant {ch.merchant_id}" if ch.merchant_id else ""
+    lines = [f"{ch.name}: {ch.adapter}, {acct}{merch}, "
+             f"{'active' if ch.active else 'disabled'} — URL /callbacks/{ch.adapter}/{ch.name}"]
+    for s in ch.secrets:
+        state = "active" if s.active else f"retired {s.retired_at:%d/%m/%Y %H:%M}"
+        lines.append(f"  secret #{s.id} {s.name} [{s.fingerprint}] {state}")
+    return "\n".join(lines)
+
+
+@click.group("channels")
+def channels() -> None:
+    """Callback channels: an adapter + a collection account + its secrets."""
+
+
+@channels.command("add")
+@click.argument("name")
+@click.option("--adapter", required=True, help="vnpay, momo, zalopay, sepay, casso, bankhook…")
+@click.option("--account", "account_id", type=int, help="Collection account id it credits.")
+@click.option("--merchant", "merchant_id",
+              help="Provider's id for us: vnp_TmnCode, MoMo partnerCode, ZaloPay app_id.")
+@click.option("--secret", "secrets", multiple=True,
+              help="NAME=VALUE, or NAME alone to be prompted (repeatable).")
+@click.option("--setting", "settings", multiple=True, help="KEY=VALUE (repeatable).")
+@clikit.json_option
+@clikit.command
+def add(fp, name: str, adapter: str, account_id: int | None, merchant_id: str | None,  # noqa: ANN001
+        secrets: tuple[str, ...], settings: tuple[str, ...], as_json: bool) -> None:
+    """Create channel NAME; callbacks then go to /callbacks/<adapter>/NAME."""
+    impl = _registry().get(adapter)
+    conf = _settings(settings)
+    values = _parse_pairs(secrets, "secret", prompt=True)
+    known = set(impl.secret_names) | set(impl.optional_secrets)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValidationError(f"{adapter} takes secrets {', '.join(sorted(known))}; "
+                              f"not {', '.join(unknown)}", field="secret")
+    missing = [n for n in impl.required_secrets(conf) if n not in values]
+    if missing:
+        raise ValidationError(f"{adapter} needs secret(s) {', '.join(missing)}",
+                              field="secret")
+    ch = fp.channels.add(name, adapter, secrets=values, account_id=account_id,
+                         merchant_id=merchant_id, settings=conf, actor="cli")
+    clikit.emit(as_json, ch, lambda: _describe(ch))
+
+
+@channels.command("list")
+@clikit.json_option
+@clikit.command
+def list_(fp, as_json: bool) -> None:  # noqa: ANN001
+    """List channels and their secrets (fingerprints only)."""
+    items = fp.channels.list()
+    clikit.emit(as_json, items,
+                lambda: "\n".join(_describe(c) for c in items) or "no channels")
+
+
+@channels.command("rotate-secret")
+@click.argument("name")
+@click.argument("secret_name")
+@click.option("--value", help="The new value (prompted, hidden, when omitted).")
+@click.option("--retire-previous", is_flag=True,
+              help="Stop accepting the previous value(s) at once (default: keep both).")
+@clikit.json_option
+@clikit.command
+def rotate_secret(fp, name: str, secret_name: str, value: str | None,  # noqa: ANN001
+                  retire_previous: bool, as_json: bool) -> None:
+    """Add a new value of SECRET_NAME to channel NAME (old values stay accepted)."""
+    if value is None:
+        value = click.prompt(secret_name, hide_input=True, confirmation_prompt=True)
+    ch = fp.channels.rotate_secret(name, secret_name, value,
+                                   retire_previous=retire_previous, actor="cli")
+    clikit.emit(as_json, ch, lambda: _describe(ch))
+
+
+@channels.command("retire-secret")
+@click.argument("name")
+@click.argument("secret_id", type=int)
+@clikit.json_option
+@clikit.command
+def retire_secret(fp, name: str, secret_id: int, as_json: bool) -> None:  # noqa: ANN001
+    """Stop accepting secret SECRET_ID of channel NAME (after the provider switched)."""
+    ch = fp.channels.retire_secret(name, secret_id, actor="cli")
+    clikit.emit(as_json, ch, lambda: _describe(ch))
+
+
+@channels.command("poll")
+@click.argument("name")
+@clikit.json_option
+@clikit.command
+def poll(fp, name: str, as_json: bool) -> None:  # noqa: ANN001
+    """Ask the gateway about open orders of channel NAME (ZaloPay) and record paid ones."""
+    from adapters.poller import poll_zalopay
+
+    report = poll_zalopay(fp, name)
+    clikit.emit(as_json, report.as_dict(),
+                lambda: f"{name}: asked {report.asked}, paid {len(report.paid)}, failed "
+                        f"{len(report.failed)}, open {len(report.still_open)}, errors "
+                        f"{len(report.errors)}")
+
+
+commands: list[click.Command] = [channels]

@@ -89,3 +89,27 @@ class FeePay:
         from feepay.audit import AuditLog
 
         return AuditLog(self)
+
+    @cached_property
+    def statements(self):  # noqa: ANN201
+        from feepay.statements import Statements
+
+        return Statements(self)
+
+    @cached_property
+    def channels(self):  # noqa: ANN201
+        from feepay.channels import Channels
+
+        return Channels(self)
+
+    @cached_property
+    def inbox(self):  # noqa: ANN201
+        from feepay.inbox import Inbox
+
+        return Inbox(self)
+
+    @cached_property
+    def payments(self):  # noqa: ANN201
+        from feepay.payments import Payments
+
+        return Payments(self)

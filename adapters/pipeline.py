@@ -1,0 +1,196 @@
+"""The callback pipeline: inbox first, verify, parse, record, reply.
+
+:class:`CallbackPipeline` is what the web endpoint, ``feepay inbox replay`` and the
+ZaloPay poller share, so a request is handled the same way whether it arrives live or is
+replayed after a crash:
+
+1. :meth:`CallbackPipeline.receive` commits the raw request to the inbox (its own
+   transaction) — before anything else, so nothing received is ever lost;
+2. :meth:`CallbackPipeline.process` finds the adapter and the channel, verifies the
+   signature against the secrets active when the request was *received*, parses it, and
+   records the event through ``fp.payments`` (which also marks the inbox row processed,
+   in the same transaction);
+3. the adapter's reply goes back to the provider.
+
+A failed verification or an unreadable body marks the inbox row ``rejected`` with the
+reason and changes nothing else — in particular no idempotency record is written, so a
+forged request cannot poison the genuine one. An error while recording leaves the row
+``received`` (replay will retry it) and answers with the provider's "try again" reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from adapters.callbacks import CallbackAdapter, Reply
+from adapters.registry import Registry, default_registry
+from feepay.exceptions import FeepayError, MalformedCallback, SignatureError, UnknownAdapter
+from feepay.models import Channel, Credentials, InboxItem, InboxState, RawRequest
+from feepay.money import now_utc
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from feepay.api import FeePay
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = Reply.json({"error": "unknown callback endpoint"}, status=404)
+METHOD_NOT_ALLOWED = Reply.json({"error": "method not allowed"}, status=405)
+TOO_LARGE = Reply.json({"error": "request body too large"}, status=413)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one request (for logs, tests and ``inbox replay`` output)."""
+
+    inbox_id: int
+    state: InboxState
+    reply: Reply
+    reason: str | None = None
+    event_id: int | None = None
+    duplicate: bool = False
+
+
+class CallbackPipeline:
+    """Handles callback requests for one FeePay handle (thread-safe; share one)."""
+
+    def __init__(self, fp: FeePay, registry: Registry | None = None) -> None:
+        self.fp = fp
+        self.registry = registry or default_registry()
+        self._write_lock = (threading.Lock() if fp.db.dialect == "sqlite"
+                            else contextlib.nullcontext())
+
+    # -- entry points ----------------------------------------------------------------------
+    def handle(self, adapter: str, channel: str, request: RawRequest) -> Outcome:
+        """Receive (commit to the inbox) and process one live request.
+
+        Both transactions use one pooled connection (one checkout per request); on SQLite
+        the writes of this process are also serialised by a lock, which spares SQLite's
+        busy-wait back-off (SQLite has one writer at a time anyway).
+        """
+        with self._write_lock, self.fp.db.engine.connect() as conn:
+            inbox_id = self.fp.inbox.receive(adapter, channel, request, connection=conn)
+            return self.process(inbox_id, adapter, channel, request, connection=conn)
+
+    def reject_oversize(self, adapter: str, channel: str, request: RawRequest,
+                        limit: int, size: int) -> Outcome:
+        """Keep a trace of a request whose body was too large (the body is not stored)."""
+        reason = f"body too large: {size} bytes > limit {limit}"
+        inbox_id = self.fp.inbox.receive(adapter, channel, request, keep_body=False,
+                                         state=InboxState.REJECTED, reason=reason,
+                                         body_size=size)
+        return Outcome(inbox_id, InboxState.REJECTED, TOO_LARGE, reason)
+
+    def replay(self, item: InboxItem) -> Outcome:
+        """Process a stored, not yet processed inbox row again (``feepay inbox replay``)."""
+        return self.process(item.id, item.adapter, item.channel, item.request, replay=True)
+
+    # -- the steps -------------------------------------------------------------------------
+    def process(self, inbox_id: int, adapter_name: str, channel_name: str,
+                request: RawRequest, *, replay: bool = False,
+                connection: Connection | None = None) -> Outcome:
+        """Verify, parse and record a stored request (on ``connection`` when given)."""
+        return self._process(inbox_id, adapter_name, channel_name, request, replay,
+                             connection)
+
+    def _process(self, inbox_id: int, adapter_name: str, channel_name: str,
+                 request: RawRequest, replay: bool, conn: Connection | None) -> Outcome:
+        try:
+            adapter = self.registry.get(adapter_name)
+        except UnknownAdapter:
+            return self._reject(inbox_id, f"unknown adapter {adapter_name!r}", NOT_FOUND,
+                                conn=conn)
+        found = self._channel(channel_name, request.received_at if replay else None)
+        if found is None or found[0].adapter != adapter_name:
+            return self._reject(inbox_id, f"no {adapter_name} channel named {channel_name!r}",
+                                NOT_FOUND, conn=conn)
+        channel, creds = found
+        if not channel.active:
+            return self._reject(inbox_id, f"channel {channel_name} is disabled", NOT_FOUND,
+                                channel.id, conn=conn)
+        if request.method not in adapter.methods and request.method != "POLL":
+            return self._reject(inbox_id, f"method {request.method} not allowed",
+                                METHOD_NOT_ALLOWED, channel.id, conn=conn)
+        return self._verified(inbox_id, adapter, channel, creds, request, conn)
+
+    def _verified(self, inbox_id: int, adapter: CallbackAdapter, channel: Channel,
+                  creds: Credentials, request: RawRequest,
+                  conn: Connection | None) -> Outcome:
+        try:
+            if request.method != "POLL":  # polled answers came over our own TLS call
+                adapter.verify(request, creds)
+            event = adapter.parse(request)
+        except (SignatureError, MalformedCallback) as exc:
+            kind = "signature" if isinstance(exc, SignatureError) else "malformed"
+            return self._reject(inbox_id, f"{kind}: {exc}", adapter.reply_rejected(exc),
+                                channel.id, conn=conn)
+        except FeepayError as exc:  # e.g. an amount parse_vnd refused
+            err = MalformedCallback(str(exc))
+            return self._reject(inbox_id, f"malformed: {exc}", adapter.reply_rejected(err),
+                                channel.id, conn=conn)
+        if event is None:
+            self.fp.inbox.mark(inbox_id, InboxState.IGNORED, "no payment in this request",
+                               channel_id=channel.id, connection=conn)
+            return Outcome(inbox_id, InboxState.IGNORED, adapter.reply_ignored(),
+                           "no payment in this request")
+        try:
+            result = self.fp.payments.record(event, channel=channel, inbox_id=inbox_id,
+                                             received_at=request.received_at, connection=conn)
+        except Exception:  # noqa: BLE001 - the row stays 'received'; replay retries it
+            log.exception("recording inbox item %s failed; left for replay", inbox_id)
+            return Outcome(inbox_id, InboxState.RECEIVED, adapter.reply_error(),
+                           "error while recording")
+        return Outcome(inbox_id, InboxState.PROCESSED, adapter.reply(result),
+                       event_id=result.event_id, duplicate=result.duplicate)
+
+    def _channel(self, name: str, at: datetime | None) -> tuple[Channel, Credentials] | None:
+        if at is None:
+            return self.fp.channels.lookup(name)
+        try:
+            channel = self.fp.channels.get(name)
+        except FeepayError:
+            return None
+        return channel, self.fp.channels.credentials(name, at=at)
+
+    def _reject(self, inbox_id: int, reason: str, reply: Reply,
+                channel_id: int | None = None, *, conn: Connection | None = None) -> Outcome:
+        log.warning("callback %s rejected: %s", inbox_id, reason)
+        self.fp.inbox.mark(inbox_id, InboxState.REJECTED, reason, channel_id=channel_id,
+                           connection=conn)
+        return Outcome(inbox_id, InboxState.REJECTED, reply, reason)
+
+
+def replay_pending(fp: FeePay, *, limit: int | None = None,
+                   pipeline: CallbackPipeline | None = None,
+                   older_than: float = 0.0) -> list[Outcome]:
+    """Process every inbox row still ``received``, oldest first (idempotent).
+
+    Args:
+        limit: stop after this many rows.
+        older_than: only rows received at least this many seconds ago (so a replay run
+            beside a live server leaves requests that are being processed right now).
+    """
+    pipeline = pipeline or CallbackPipeline(fp)
+    before = None
+    if older_than:
+        from datetime import timedelta
+
+        before = now_utc() - timedelta(seconds=older_than)
+    outcomes: list[Outcome] = []
+    after = 0
+    while limit is None or len(outcomes) < limit:
+        batch = fp.inbox.pending(after_id=after, before=before, limit=200)
+        if not batch:
+            break
+        for item in batch:
+            outcomes.append(pipeline.replay(item))
+            after = item.id
+            if limit is not None and len(outcomes) >= limit:
+                break
+    return outcomes

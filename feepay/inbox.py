@@ -1,0 +1,153 @@
+"""The callback inbox: every request is committed here before anything else happens.
+
+Nothing received is ever lost: the raw request (method, path, query, the headers that
+matter, body bytes, remote address, time of receipt) is committed in its own short
+transaction first. Processing then moves the row from ``received`` to ``processed``
+(in the same transaction that records the payment event), ``ignored`` (a verified push
+with no payment in it) or ``rejected`` (bad signature, unreadable body — with the reason;
+nothing else changes). A crash in between leaves the row ``received``, and
+``feepay inbox replay`` processes exactly those rows again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from feepay.exceptions import NotFound
+from feepay.models import InboxItem, InboxState, RawRequest
+from feepay.money import now_utc
+from feepay.storage.tables_callbacks import InboxRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from feepay.api import FeePay
+
+#: Headers worth keeping: what providers sign or authenticate with, and what tells the
+#: request's origin. Everything else (cookies, user agents…) is dropped.
+KEPT_HEADERS = frozenset({
+    "authorization", "content-type", "content-length", "x-casso-signature",
+    "x-sepay-signature", "x-sepay-timestamp", "feepay-signature", "x-forwarded-for",
+    "x-real-ip", "user-agent", "secure-token",
+})
+MAX_REASON = 2000
+_TABLE = InboxRow.__table__
+_INSERT = (insert(_TABLE).values({c.name: bindparam(c.name, type_=c.type)
+                                  for c in _TABLE.columns if c.name != "id"})
+           .returning(_TABLE.c.id))
+
+
+def keep_headers(headers: Iterable[tuple[str, str]],
+                 extra: Iterable[str] = ()) -> dict[str, str]:
+    """The headers that matter, names lower-cased (later duplicates are joined by ``,``)."""
+    wanted = KEPT_HEADERS | {h.lower() for h in extra}
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in wanted:
+            out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+class Inbox:
+    """Store raw callbacks first; mark what became of them; list what is left to replay."""
+
+    def __init__(self, fp: FeePay) -> None:
+        self.fp = fp
+
+    def receive(self, adapter: str, channel: str, request: RawRequest, *,
+                channel_id: int | None = None, state: InboxState = InboxState.RECEIVED,
+                reason: str | None = None, keep_body: bool = True,
+                body_size: int | None = None, connection: Connection | None = None) -> int:
+        """Commit the raw request; returns the inbox id. Runs in its own transaction (on
+        ``connection`` when given, so a request can use one pooled connection throughout)."""
+        values = dict(
+            received_at=request.received_at, adapter=adapter[:40], channel=channel[:60],
+            channel_id=channel_id, method=request.method[:10], path=request.path[:300],
+            query_string=request.query_string, headers=json.dumps(request.headers),
+            body=request.body if keep_body else b"",
+            body_size=len(request.body) if body_size is None else body_size,
+            remote_addr=(request.remote_addr or None) and request.remote_addr[:64],
+            state=state.value, reason=_reason(reason), attempts=0,
+            processed_at=None if state is InboxState.RECEIVED else now_utc(), event_id=None)
+        with _transaction(self.fp, connection) as conn:
+            return conn.execute(_INSERT, values).scalar_one()
+
+    def mark(self, inbox_id: int, state: InboxState, reason: str | None = None, *,
+             event_id: int | None = None, channel_id: int | None = None,
+             connection: Connection | None = None) -> None:
+        """Record the outcome of processing (in its own transaction)."""
+        values: dict[str, object] = dict(state=state.value, reason=_reason(reason),
+                                         processed_at=now_utc(),
+                                         attempts=InboxRow.attempts + 1)
+        if event_id is not None:
+            values["event_id"] = event_id
+        if channel_id is not None:
+            values["channel_id"] = channel_id
+        stmt = update(InboxRow).where(InboxRow.id == inbox_id).values(**values)
+        with _transaction(self.fp, connection) as conn:
+            conn.execute(stmt)
+
+    def get(self, inbox_id: int) -> InboxItem:
+        with self.fp.db.session() as s:
+            row = s.get(InboxRow, inbox_id)
+            if row is None:
+                raise NotFound(f"no inbox item {inbox_id}", field="inbox_id")
+            return _to_model(row)
+
+    def pending(self, *, limit: int = 500, after_id: int = 0,
+                before: datetime | None = None) -> list[InboxItem]:
+        """Rows still ``received`` (never processed), oldest first, for replay."""
+        with self.fp.db.session() as s:
+            q = (select(InboxRow).where(InboxRow.state == InboxState.RECEIVED.value,
+                                        InboxRow.id > after_id)
+                 .order_by(InboxRow.id).limit(limit))
+            if before is not None:
+                q = q.where(InboxRow.received_at < before)
+            return [_to_model(r) for r in s.scalars(q)]
+
+    def list(self, *, state: InboxState | None = None, limit: int = 100) -> list[InboxItem]:
+        with self.fp.db.session() as s:
+            q = select(InboxRow).order_by(InboxRow.id.desc()).limit(limit)
+            if state is not None:
+                q = q.where(InboxRow.state == state.value)
+            return [_to_model(r) for r in s.scalars(q)]
+
+    def counts(self) -> dict[str, int]:
+        """How many rows are in each state."""
+        with self.fp.db.session() as s:
+            rows = s.execute(select(InboxRow.state, func.count()).group_by(InboxRow.state))
+            out = {st.value: 0 for st in InboxState}
+            out.update({state: n for state, n in rows})
+            return out
+
+
+@contextmanager
+def _transaction(fp: FeePay, connection: Connection | None) -> Iterator[Connection]:
+    """One committed transaction: on the given connection, or on a pooled one."""
+    if connection is None:
+        with fp.db.engine.begin() as conn:
+            yield conn
+    else:
+        with connection.begin():
+            yield connection
+
+
+def _reason(reason: str | None) -> str | None:
+    return reason[:MAX_REASON] if reason else None
+
+
+def _to_model(row: InboxRow) -> InboxItem:
+    return InboxItem(
+        id=row.id, adapter=row.adapter, channel=row.channel, channel_id=row.channel_id,
+        request=RawRequest(method=row.method, path=row.path, query_string=row.query_string,
+                           headers=json.loads(row.headers or "{}"), body=bytes(row.body),
+                           remote_addr=row.remote_addr, received_at=row.received_at),
+        state=InboxState(row.state), reason=row.reason, attempts=row.attempts,
+        processed_at=row.processed_at, event_id=row.event_id)
