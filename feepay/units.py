@@ -11,14 +11,17 @@ code go to the successor's accounts.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from feepay.exceptions import Conflict, NotFound, ValidationError
+from feepay.exceptions import ConfigurationError, Conflict, NotFound, ValidationError
 from feepay.models import UnitKind
 from feepay.money import now_utc
 from feepay.storage.tables import UnitRow
@@ -41,14 +44,23 @@ class Unit:
 @lru_cache(maxsize=1)
 def official_units() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """``({province_code: name}, {commune_code: (name, province_code)})`` from the 2025 list."""
-    from vietnamadminunits.database import query
-
     provinces: dict[str, str] = {}
     communes: dict[str, tuple[str, str]] = {}
-    for r in query('SELECT province, provinceCode, ward, wardCode FROM admin_units'):
-        provinces[r["provinceCode"]] = r["province"]
-        communes[r["wardCode"]] = (r["ward"], r["provinceCode"])
+    with sqlite3.connect(f"file:{_dataset()}?mode=ro", uri=True) as conn:
+        for pname, pcode, wname, wcode in conn.execute(
+                "SELECT province, provinceCode, ward, wardCode FROM admin_units"):
+            provinces[pcode] = pname
+            communes[wcode] = (wname, pcode)
     return provinces, communes
+
+
+def _dataset() -> Path:
+    """The package's bundled SQLite file, read directly: importing ``vietnamadminunits``
+    itself loads its address parser and geopy (seconds) which we do not need."""
+    spec = importlib.util.find_spec("vietnamadminunits")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError("vietnamadminunits 1.0.4 is not installed")
+    return Path(spec.submodule_search_locations[0]) / "data" / "dataset.db"
 
 
 def _to_unit(r: UnitRow) -> Unit:
