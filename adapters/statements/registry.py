@@ -1,0 +1,123 @@
+"""Which formats exist, which one a file is in, and importing a file end to end.
+
+Built in: one declarative profile per bank and gateway in ``profiles/*.toml``, plus MT940,
+camt.053 and camt.054. Users add or correct profiles without writing Python: put TOML
+files (same keys as the built-in ones, see :mod:`adapters.statements.tabular`) in a
+directory or file named by ``FEEPAY_STATEMENT_PROFILES`` (several paths separated by
+``:``), or pass ``--profiles PATH`` on the command line. A user profile with the same
+``name`` as a built-in one replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from adapters.statements.base import Adapter
+from adapters.statements.camt import Camt
+from adapters.statements.mt940 import Mt940
+from adapters.statements.source import Source
+from adapters.statements.tabular import Profile, make_adapter
+from feepay.exceptions import ParseError, ValidationError
+from feepay.models import SettlementFile, Statement
+from feepay.statements import ImportResult
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PROFILES = Path(__file__).parent / "profiles"
+ENV_PROFILES = "FEEPAY_STATEMENT_PROFILES"
+
+
+def profile_files(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """Built-in TOML profiles, then the user's (environment, then ``extra``)."""
+    files = sorted(BUILTIN_PROFILES.glob("*.toml"))
+    user = [p for p in os.environ.get(ENV_PROFILES, "").split(os.pathsep) if p.strip()]
+    for entry in [*user, *extra]:
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.toml")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValidationError(f"statement profile path {path} does not exist",
+                                  field="profiles")
+    return files
+
+
+def adapters(extra: Iterable[str | Path] = ()) -> dict[str, Adapter]:
+    """Every known adapter by name (later profiles replace earlier ones of the same name)."""
+    out: dict[str, Adapter] = {}
+    for path in profile_files(extra):
+        profile = Profile.load(path)
+        if profile.name in out:
+            log.info("statement profile %s from %s replaces the built-in one", profile.name,
+                     path)
+        out[profile.name] = make_adapter(profile)
+    for adapter in (Mt940(), Camt("053"), Camt("054")):
+        out.setdefault(adapter.name, adapter)
+    return out
+
+
+def get_adapter(name: str, extra: Iterable[str | Path] = ()) -> Adapter:
+    known = adapters(extra)
+    try:
+        return known[name]
+    except KeyError:
+        raise ValidationError(f"unknown format '{name}'; known: {', '.join(sorted(known))}",
+                              field="format") from None
+
+
+def detect(source: Source, known: dict[str, Adapter] | None = None) -> Adapter:
+    """The one adapter that identifies the file, or a ParseError saying why none/several."""
+    if source.kind == "empty":
+        raise ParseError("the file is empty", source=source.name)
+    if source.kind == "binary":
+        raise ParseError("the file is not text in UTF-8 or UTF-16 nor a spreadsheet "
+                         "(binary or unknown content)", source=source.name)
+    if source.is_spreadsheet:
+        source.tables()  # a truncated or corrupt workbook says so, not "unknown format"
+    known = known if known is not None else adapters()
+    found = [a for a in known.values() if a.safe_identify(source)]
+    if not found:
+        raise ParseError("not a statement or settlement file in any known format (tried "
+                         f"{', '.join(sorted(known))}); if it is a bank export, check its "
+                         "header row and title against docs/statements.md or pass --format "
+                         "to see what is missing", source=source.name)
+    if len(found) > 1:
+        raise ParseError(f"the file matches several formats ({', '.join(a.name for a in found)}"
+                         "); choose one with --format", source=source.name)
+    return found[0]
+
+
+def parse_file(path: str | Path, fmt: str | None = None,
+               extra: Iterable[str | Path] = ()) -> tuple[Adapter, Statement | SettlementFile]:
+    """Parse a file completely (no database): for previews, tests and goldens."""
+    source = Source(path)
+    try:
+        adapter = get_adapter(fmt, extra) if fmt else detect(source, adapters(extra))
+        if adapter.kind == "settlement":
+            return adapter, adapter.read_settlement(source)
+        return adapter, adapter.read(source).to_statement()
+    finally:
+        source.close()
+
+
+def import_file(fp, path: str | Path, account_id: int, *, fmt: str | None = None,  # noqa: ANN001
+                actor: str = "system", extra: Iterable[str | Path] = ()) -> tuple[Adapter,
+                                                                                 ImportResult]:
+    """Identify (or use ``fmt``), validate the whole file, then store it into the account."""
+    source = Source(path)
+    try:
+        adapter = get_adapter(fmt, extra) if fmt else detect(source, adapters(extra))
+        common = {"file_name": source.name, "file_sha256": source.sha256(),
+                  "file_size": source.size, "actor": actor}
+        if adapter.kind == "settlement":
+            result = fp.statements.import_settlement(adapter.read_settlement(source),
+                                                     account_id, **common)
+        else:
+            result = fp.statements.import_stream(adapter.read(source), account_id, **common)
+        return adapter, result
+    finally:
+        source.close()
