@@ -45,6 +45,9 @@ _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _BASE = len(ALPHABET)
 _SEPARATORS = re.compile(r"[\s\-.]")
 _DELETE = bytes(b for b in range(256) if not (48 <= b <= 57 or 65 <= b <= 90))
+#: ``bytes.translate(None, NON_ALNUM)`` keeps only A–Z and 0–9: the ASCII fast path of
+#: :func:`normalize_memo` (``memo.upper().encode().translate(None, NON_ALNUM)``).
+NON_ALNUM = _DELETE
 _ALPHABET_B = ALPHABET.encode()
 _PREFIX_B = PREFIX.encode()
 _TRANSLIT = str.maketrans({"đ": "d", "Đ": "D"})
@@ -52,6 +55,9 @@ _TRANSLIT = str.maketrans({"đ": "d", "Đ": "D"})
 
 _TO_BASE31 = str.maketrans(ALPHABET, "0123456789abcdefghijklmnopqrstu")
 _TO_BASE31_B = bytes.maketrans(ALPHABET.encode(), b"0123456789abcdefghijklmnopqrstu")
+# a code-shaped string at every position (lookahead: overlapping candidates too)
+_CANDIDATE = re.compile(b"(?=" + re.escape(_PREFIX_B) + b"([" + re.escape(_ALPHABET_B) + b"]{"
+                        + str(BODY_LENGTH + CHECK_LENGTH).encode() + b"}))")
 
 
 def _number(chars: str) -> int:
@@ -166,6 +172,33 @@ def find_in_text(memo: str) -> list[str]:
     if _PREFIX_B not in text:
         return []
     return _scan(text)[0]
+
+
+def codes_in_normalized(norm: str | bytes) -> list[str]:
+    """Every valid reference in an already normalised memo (:func:`normalize_memo`'s output).
+
+    The same answer as ``find_in_text(norm)`` without normalising a second time: bulk
+    importers normalise each memo once, store it, and scan it with this.
+    """
+    text = norm.encode("ascii") if isinstance(norm, str) else norm
+    bodies = _CANDIDATE.findall(text)
+    if len(bodies) < 2:  # the usual memo: one code-shaped string or none
+        if bodies and int(bodies[0].translate(_TO_BASE31_B), _BASE) % MODULUS == 0:
+            return [PREFIX + bodies[0].decode("ascii")]
+        return []
+    found: list[str] = []
+    end = -1
+    for match in _CANDIDATE.finditer(text):  # every code-shaped start, overlapping
+        start = match.start()
+        if start < end:  # inside the valid code found before: consumed (as in _scan)
+            continue
+        body = match.group(1)
+        if int(body.translate(_TO_BASE31_B), _BASE) % MODULUS == 0:
+            code = PREFIX + body.decode("ascii")
+            if code not in found:
+                found.append(code)
+            end = start + LENGTH
+    return found
 
 
 def near_misses(memo: str) -> list[str]:

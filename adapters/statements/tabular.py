@@ -48,7 +48,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ from adapters.statements.cells import (
 from adapters.statements.source import Source, Table
 from feepay.exceptions import ConfigurationError, ParseError
 from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
-from feepay.statements import CREDIT, DEBIT, Line, StatementInfo, StatementStream
+from feepay.statements import CREDIT, DEBIT, VN_FIXED, Line, StatementInfo, StatementStream
 
 STATEMENT_FIELDS = ("posting_date", "value_at", "debit", "credit", "amount", "direction",
                     "bank_ref", "memo", "counterparty_name", "counterparty_account", "balance")
@@ -498,6 +498,10 @@ class StatementProfile(TableAdapter):
             parsed = None
             if cell.__class__ is str and len(cell) >= 10 and cell[2] == "/" and cell[5] == "/":
                 parsed = fast_dmy(cell)  # dd/mm/yyyy[ HH:MM[:SS]], the usual case
+            elif cell.__class__ is datetime:  # an Excel date cell (python-calamine)
+                parsed = (cell.date(), cell.replace(tzinfo=VN_FIXED)
+                          if cell.hour or cell.minute or cell.second or cell.microsecond
+                          else None)
             if parsed is None:
                 if is_blank(cell) or (isinstance(cell, str)
                                       and not cell.lstrip()[:1].isdigit()):

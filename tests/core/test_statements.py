@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from adapters.statements import import_file
 from feepay.exceptions import Conflict, ParseError, ValidationError
 from feepay.money import VN_TZ
+from feepay.reference import codes_in_normalized, find_in_text, normalize_memo
 from feepay.statements import Line, StatementInfo, StatementStream, fingerprint
 from feepay.storage.tables_statements import (
     SettlementBatchRow,
@@ -364,3 +367,18 @@ def test_other_writers_are_not_blocked_while_a_file_is_read(fp, accounts) -> Non
     worker.join(30)
     assert other.id and waited < 5
     assert result and result[0].new == 2
+
+
+# -- the bulk path's memo scan agrees with the reference module -------------------------------
+_CODE_BITS = st.sampled_from(["FP7K3MQ9XA4C", "fp 7k3m q9xa 4c", "FP7K3MQ9XA4D", "FP7K3M",
+                              "FPFP", "Nộp phí ", "đ", "-", " ", "22", "FP", "Q9XA4C"])
+
+
+@given(st.lists(st.one_of(_CODE_BITS, st.text(max_size=6)), max_size=8))
+def test_codes_in_normalized_matches_find_in_text(parts: list[str]) -> None:
+    """Normalising once and scanning the result (the import's hot path) finds exactly what
+    find_in_text finds in the raw memo, for str and bytes input."""
+    memo = "".join(parts)
+    norm = normalize_memo(memo)
+    assert codes_in_normalized(norm) == find_in_text(memo)
+    assert codes_in_normalized(norm.encode()) == find_in_text(memo)
