@@ -29,20 +29,21 @@ from typing import TYPE_CHECKING
 
 from adapters.callbacks import CallbackAdapter, Reply
 from adapters.registry import Registry, default_registry
+from feepay import dbapi
 from feepay.exceptions import FeepayError, MalformedCallback, SignatureError, UnknownAdapter
 from feepay.models import Channel, Credentials, InboxItem, InboxState, RawRequest
 from feepay.money import now_utc
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from feepay.api import FeePay
+    from feepay.dbapi import Raw
 
 log = logging.getLogger(__name__)
 
 NOT_FOUND = Reply.json({"error": "unknown callback endpoint"}, status=404)
 METHOD_NOT_ALLOWED = Reply.json({"error": "method not allowed"}, status=405)
 TOO_LARGE = Reply.json({"error": "request body too large"}, status=413)
+_READ = object()  # no channel version known: read the channel from the database
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,22 @@ class CallbackPipeline:
         self.registry = registry or default_registry()
         self._write_lock = (threading.Lock() if fp.db.dialect == "sqlite"
                             else contextlib.nullcontext())
+        self._connections = dbapi.HotConnections(fp.db)
 
     # -- entry points ----------------------------------------------------------------------
     def handle(self, adapter: str, channel: str, request: RawRequest) -> Outcome:
         """Receive (commit to the inbox) and process one live request.
 
-        Both transactions use one pooled connection (one checkout per request); on SQLite
-        the writes of this process are also serialised by a lock, which spares SQLite's
-        busy-wait back-off (SQLite has one writer at a time anyway).
+        One connection serves the whole request (:class:`feepay.dbapi.HotConnections`:
+        kept between requests, autocommit): the inbox insert (which also returns the
+        channel's version, so cached credentials are checked for free), then the
+        recording. On SQLite the writes of this process are also serialised by a lock,
+        which spares SQLite's busy-wait back-off (one writer at a time anyway).
         """
-        with self._write_lock, self.fp.db.engine.connect() as conn:
-            inbox_id = self.fp.inbox.receive(adapter, channel, request, connection=conn)
-            return self.process(inbox_id, adapter, channel, request, connection=conn)
+        with self._write_lock, self._connections.connection() as raw:
+            received = self.fp.inbox.store(adapter, channel, request, connection=raw)
+            return self._process(received.inbox_id, adapter, channel, request, raw,
+                                 live_version=received.channel_version)
 
     def reject_oversize(self, adapter: str, channel: str, request: RawRequest,
                         limit: int, size: int) -> Outcome:
@@ -94,19 +99,24 @@ class CallbackPipeline:
     # -- the steps -------------------------------------------------------------------------
     def process(self, inbox_id: int, adapter_name: str, channel_name: str,
                 request: RawRequest, *, replay: bool = False,
-                connection: Connection | None = None) -> Outcome:
-        """Verify, parse and record a stored request (on ``connection`` when given)."""
-        return self._process(inbox_id, adapter_name, channel_name, request, replay,
-                             connection)
+                connection: Raw | None = None) -> Outcome:
+        """Verify, parse and record a stored request (on ``connection`` when given).
+
+        A replay verifies with the secrets that were accepted when the request was
+        received (``request.received_at``), read from the database.
+        """
+        return self._process(inbox_id, adapter_name, channel_name, request, connection,
+                             at=request.received_at if replay else None)
 
     def _process(self, inbox_id: int, adapter_name: str, channel_name: str,
-                 request: RawRequest, replay: bool, conn: Connection | None) -> Outcome:
+                 request: RawRequest, conn: Raw | None, *, at: datetime | None = None,
+                 live_version: int | None | object = _READ) -> Outcome:
         try:
             adapter = self.registry.get(adapter_name)
         except UnknownAdapter:
             return self._reject(inbox_id, f"unknown adapter {adapter_name!r}", NOT_FOUND,
                                 conn=conn)
-        found = self._channel(channel_name, request.received_at if replay else None)
+        found = self._channel(channel_name, at, live_version)
         if found is None or found[0].adapter != adapter_name:
             return self._reject(inbox_id, f"no {adapter_name} channel named {channel_name!r}",
                                 NOT_FOUND, conn=conn)
@@ -120,8 +130,7 @@ class CallbackPipeline:
         return self._verified(inbox_id, adapter, channel, creds, request, conn)
 
     def _verified(self, inbox_id: int, adapter: CallbackAdapter, channel: Channel,
-                  creds: Credentials, request: RawRequest,
-                  conn: Connection | None) -> Outcome:
+                  creds: Credentials, request: RawRequest, conn: Raw | None) -> Outcome:
         try:
             if request.method != "POLL":  # polled answers came over our own TLS call
                 adapter.verify(request, creds)
@@ -149,9 +158,19 @@ class CallbackPipeline:
         return Outcome(inbox_id, InboxState.PROCESSED, adapter.reply(result),
                        event_id=result.event_id, duplicate=result.duplicate)
 
-    def _channel(self, name: str, at: datetime | None) -> tuple[Channel, Credentials] | None:
+    def _channel(self, name: str, at: datetime | None,
+                 live_version: int | None | object) -> tuple[Channel, Credentials] | None:
+        """The channel and the credentials to verify with.
+
+        Live requests (``live_version`` is the channel version read when the request was
+        committed to the inbox; ``None``: no such channel) use the in-process cache, valid
+        for exactly that version; replays read the secrets accepted at ``at``.
+        """
+        if live_version is None:
+            return None
         if at is None:
-            return self.fp.channels.lookup(name)
+            return self.fp.channels.lookup(
+                name, live_version if isinstance(live_version, int) else None)
         try:
             channel = self.fp.channels.get(name)
         except FeepayError:
@@ -159,7 +178,7 @@ class CallbackPipeline:
         return channel, self.fp.channels.credentials(name, at=at)
 
     def _reject(self, inbox_id: int, reason: str, reply: Reply,
-                channel_id: int | None = None, *, conn: Connection | None = None) -> Outcome:
+                channel_id: int | None = None, *, conn: Raw | None = None) -> Outcome:
         log.warning("callback %s rejected: %s", inbox_id, reason)
         self.fp.inbox.mark(inbox_id, InboxState.REJECTED, reason, channel_id=channel_id,
                            connection=conn)

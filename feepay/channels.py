@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,13 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
 _SECRET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class _Cached:
+    version: int
+    channel: Channel
+    credentials: Credentials
 
 
 def check_name(name: str) -> str:
@@ -53,7 +59,7 @@ class Channels:
 
     def __init__(self, fp: FeePay) -> None:
         self.fp = fp
-        self._cache: dict[str, tuple[float, Channel | None, Credentials | None]] = {}
+        self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------
@@ -102,6 +108,7 @@ class Channels:
                     ChannelSecretRow.name == secret_name,
                     ChannelSecretRow.active.is_(True)).values(active=False, retired_at=now))
             s.add(self._secret_row(row.id, secret_name, value, now))
+            _bump(row)
             self.fp.audit.append(s, actor=actor, action="channels.rotate_secret",
                                  object_type="channel", object_id=name,
                                  details={"secret": secret_name,
@@ -127,6 +134,7 @@ class Channels:
                                "first", field="secret_id")
             secret.active = False
             secret.retired_at = now
+            _bump(row)
             self.fp.audit.append(s, actor=actor, action="channels.retire_secret",
                                  object_type="channel", object_id=name,
                                  details={"secret_id": secret_id, "secret": secret.name})
@@ -137,6 +145,7 @@ class Channels:
         with self.fp.db.session() as s:
             row = self._row(s, name)
             row.active = active
+            _bump(row)
             self.fp.audit.append(s, actor=actor, action="channels.set_active",
                                  object_type="channel", object_id=name,
                                  details={"active": active})
@@ -164,31 +173,58 @@ class Channels:
             row = self._row(s, name)
             return self._credentials(s, row, at)
 
-    def lookup(self, name: str) -> tuple[Channel, Credentials] | None:
-        """The channel and its current credentials, cached for a couple of seconds.
+    def lookup(self, name: str, version: int | None = None
+               ) -> tuple[Channel, Credentials] | None:
+        """The channel and its current credentials — from the in-process cache when its
+        ``version`` is the one given. Returns ``None`` for an unknown channel.
 
-        The callback endpoint calls this on every request; the short cache saves a
-        query and the Fernet decryptions while still picking up a rotation within
-        :data:`CACHE_SECONDS`. Returns ``None`` for an unknown channel.
+        The callback endpoint gets the channel's version for free in the statement that
+        commits the request to the inbox (:meth:`feepay.inbox.Inbox.store`); every change
+        (:meth:`rotate_secret`, :meth:`retire_secret`, :meth:`set_active`) bumps the
+        version in its own transaction. So a cached entry is used only while it is
+        exactly the channel as it was when the request was received: a retired secret is
+        never accepted for a request received after the retirement committed (the bound
+        is zero, in every worker process), and the decryptions happen once per version.
+        Without ``version`` the channel is read from the database.
         """
-        now = time.monotonic()
         hit = self._cache.get(name)
-        if hit and hit[0] > now:
-            return (hit[1], hit[2]) if hit[1] is not None else None
-        with self.fp.db.session() as s:
-            row = s.scalar(select(ChannelRow).where(ChannelRow.name == name))
-            channel = self._to_model(s, row) if row else None
-            creds = self._credentials(s, row, None) if row else None
+        if hit is not None and version is not None and hit.version == version:
+            return hit.channel, hit.credentials
+        entry = self._load(name)
+        if entry is None:
+            return None
         with self._lock:
-            self._cache[name] = (now + CACHE_SECONDS, channel, creds)
-        return (channel, creds) if channel is not None else None
+            self._cache[name] = entry
+        return entry.channel, entry.credentials
 
     def invalidate(self, name: str | None = None) -> None:
+        """Forget cached credentials now (the version check would catch up anyway)."""
         with self._lock:
             if name is None:
                 self._cache.clear()
             else:
                 self._cache.pop(name, None)
+
+    def _load(self, name: str) -> _Cached | None:
+        """The channel, its secrets and its version in ONE statement (one snapshot, so the
+        version always describes exactly the secrets read with it)."""
+        q = (select(ChannelRow, ChannelSecretRow)
+             .outerjoin(ChannelSecretRow, ChannelSecretRow.channel_id == ChannelRow.id)
+             .where(ChannelRow.name == name).order_by(ChannelSecretRow.id))
+        with self.fp.db.session() as s:
+            rows = s.execute(q).all()
+        if not rows:
+            return None
+        row = rows[0][0]
+        secrets = [x for _, x in rows if x is not None]
+        values: dict[str, list[str]] = {}
+        for secret in reversed(secrets):  # newest first, as credentials() gives them
+            if secret.active:
+                values.setdefault(secret.name, []).append(self.fp.sealer.open(secret.value_enc))
+        creds = Credentials(channel=row.name, merchant_id=row.merchant_id,
+                            settings=json.loads(row.settings or "{}"),
+                            secrets={k: tuple(v) for k, v in values.items()})
+        return _Cached(row.version, _channel_model(row, secrets), creds)
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
@@ -231,10 +267,20 @@ class Channels:
     def _to_model(s: Session, row: ChannelRow) -> Channel:
         secrets = s.scalars(select(ChannelSecretRow).where(
             ChannelSecretRow.channel_id == row.id).order_by(ChannelSecretRow.id)).all()
-        return Channel(
-            id=row.id, name=row.name, adapter=row.adapter, account_id=row.account_id,
-            merchant_id=row.merchant_id, settings=json.loads(row.settings or "{}"),
-            active=row.active, created_at=row.created_at,
-            secrets=tuple(ChannelSecret(id=x.id, name=x.name, fingerprint=x.fingerprint[:8],
-                                        active=x.active, created_at=x.created_at,
-                                        retired_at=x.retired_at) for x in secrets))
+        return _channel_model(row, secrets)
+
+
+def _bump(row: ChannelRow) -> None:
+    """A new version of the channel (``version = version + 1`` in SQL: concurrent changes
+    each get their own number); cached credentials of older versions stop being used."""
+    row.version = ChannelRow.version + 1
+
+
+def _channel_model(row: ChannelRow, secrets: list[ChannelSecretRow]) -> Channel:
+    return Channel(
+        id=row.id, name=row.name, adapter=row.adapter, account_id=row.account_id,
+        merchant_id=row.merchant_id, settings=json.loads(row.settings or "{}"),
+        active=row.active, created_at=row.created_at,
+        secrets=tuple(ChannelSecret(id=x.id, name=x.name, fingerprint=x.fingerprint[:8],
+                                    active=x.active, created_at=x.created_at,
+                                    retired_at=x.retired_at) for x in secrets))

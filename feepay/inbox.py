@@ -12,22 +12,22 @@ nothing else changes). A crash in between leaves the row ``received``, and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, select
 
+from feepay import dbapi
 from feepay.exceptions import NotFound
 from feepay.models import InboxItem, InboxState, RawRequest
 from feepay.money import now_utc
 from feepay.storage.tables_callbacks import InboxRow
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from feepay.api import FeePay
+    from feepay.dbapi import Raw
 
 #: Headers worth keeping: what providers sign or authenticate with, and what tells the
 #: request's origin. Everything else (cookies, user agents…) is dropped.
@@ -37,10 +37,38 @@ KEPT_HEADERS = frozenset({
     "x-real-ip", "user-agent", "secure-token",
 })
 MAX_REASON = 2000
-_TABLE = InboxRow.__table__
-_INSERT = (insert(_TABLE).values({c.name: bindparam(c.name, type_=c.type)
-                                  for c in _TABLE.columns if c.name != "id"})
-           .returning(_TABLE.c.id))
+
+# The channel is looked up in the same statement: the caller gets the channel's version
+# (NULL: no such channel for this adapter) — the callback endpoint serves cached credentials only while that version is
+# unchanged (feepay.channels), at no extra round trip. (The row's own channel_id is set
+# when a request is rejected; a recorded payment event carries its channel.)
+_INSERT = dbapi.Statement("inbox_insert", """
+INSERT INTO callback_inbox (received_at, adapter, channel, channel_id, method, path,
+    query_string, headers, body, body_size, remote_addr, state, reason, attempts,
+    processed_at, event_id)
+VALUES (:received_at, :adapter, :channel, NULL, :method, :path, :query_string, :headers,
+    :body, :body_size, :remote_addr, :state, :reason, 0, :processed_at, NULL)
+RETURNING id, (SELECT version FROM channels WHERE name = :channel AND adapter = :adapter)
+""", {"received_at": "ts", "adapter": "text", "channel": "text", "method": "text",
+      "path": "text", "query_string": "text", "headers": "text", "body": "bytes",
+      "body_size": "int", "remote_addr": "text", "state": "text", "reason": "text",
+      "processed_at": "ts"})
+_MARK = dbapi.Statement("inbox_mark", """
+UPDATE callback_inbox SET state = :state, reason = :reason, processed_at = :processed_at,
+    attempts = attempts + 1, event_id = COALESCE(:event_id, event_id),
+    channel_id = COALESCE(:channel_id, channel_id)
+WHERE id = :inbox_id
+""", {"state": "text", "reason": "text", "processed_at": "ts", "event_id": "int",
+      "channel_id": "int", "inbox_id": "int"})
+
+
+@dataclass(frozen=True)
+class Received:
+    """A committed inbox row: its id, and the version of its channel then (``None``: no
+    channel of that adapter by that name)."""
+
+    inbox_id: int
+    channel_version: int | None
 
 
 def keep_headers(headers: Iterable[tuple[str, str]],
@@ -62,37 +90,43 @@ class Inbox:
         self.fp = fp
 
     def receive(self, adapter: str, channel: str, request: RawRequest, *,
-                channel_id: int | None = None, state: InboxState = InboxState.RECEIVED,
-                reason: str | None = None, keep_body: bool = True,
-                body_size: int | None = None, connection: Connection | None = None) -> int:
-        """Commit the raw request; returns the inbox id. Runs in its own transaction (on
-        ``connection`` when given, so a request can use one pooled connection throughout)."""
-        values = dict(
-            received_at=request.received_at, adapter=adapter[:40], channel=channel[:60],
-            channel_id=channel_id, method=request.method[:10], path=request.path[:300],
-            query_string=request.query_string, headers=json.dumps(request.headers),
-            body=request.body if keep_body else b"",
-            body_size=len(request.body) if body_size is None else body_size,
-            remote_addr=(request.remote_addr or None) and request.remote_addr[:64],
-            state=state.value, reason=_reason(reason), attempts=0,
-            processed_at=None if state is InboxState.RECEIVED else now_utc(), event_id=None)
-        with _transaction(self.fp, connection) as conn:
-            return conn.execute(_INSERT, values).scalar_one()
+                state: InboxState = InboxState.RECEIVED, reason: str | None = None,
+                keep_body: bool = True, body_size: int | None = None,
+                connection: Raw | None = None) -> int:
+        """Commit the raw request; returns the inbox id (see :meth:`store`)."""
+        return self.store(adapter, channel, request, state=state, reason=reason,
+                          keep_body=keep_body, body_size=body_size,
+                          connection=connection).inbox_id
+
+    def store(self, adapter: str, channel: str, request: RawRequest, *,
+              state: InboxState = InboxState.RECEIVED, reason: str | None = None,
+              keep_body: bool = True, body_size: int | None = None,
+              connection: Raw | None = None) -> Received:
+        """Commit the raw request — one statement, its own transaction, durable when this
+        returns (on ``connection`` when given, so a request uses one pooled connection)."""
+        with dbapi.connect(self.fp.db, connection) as raw:
+            values = {
+                "received_at": raw.ts(request.received_at), "adapter": adapter[:40],
+                "channel": channel[:60], "method": request.method[:10],
+                "path": request.path[:300], "query_string": request.query_string,
+                "headers": json.dumps(request.headers),
+                "body": request.body if keep_body else b"",
+                "body_size": len(request.body) if body_size is None else body_size,
+                "remote_addr": (request.remote_addr or None) and request.remote_addr[:64],
+                "state": state.value, "reason": _reason(reason),
+                "processed_at": None if state is InboxState.RECEIVED else raw.ts(now_utc())}
+            inbox_id, version = raw.one(_INSERT, values)
+        return Received(inbox_id, version)
 
     def mark(self, inbox_id: int, state: InboxState, reason: str | None = None, *,
              event_id: int | None = None, channel_id: int | None = None,
-             connection: Connection | None = None) -> None:
-        """Record the outcome of processing (in its own transaction)."""
-        values: dict[str, object] = dict(state=state.value, reason=_reason(reason),
-                                         processed_at=now_utc(),
-                                         attempts=InboxRow.attempts + 1)
-        if event_id is not None:
-            values["event_id"] = event_id
-        if channel_id is not None:
-            values["channel_id"] = channel_id
-        stmt = update(InboxRow).where(InboxRow.id == inbox_id).values(**values)
-        with _transaction(self.fp, connection) as conn:
-            conn.execute(stmt)
+             connection: Raw | None = None) -> None:
+        """Record the outcome of processing (one statement, its own transaction)."""
+        with dbapi.connect(self.fp.db, connection) as raw:
+            raw.run(_MARK, {
+                "state": state.value, "reason": _reason(reason),
+                "processed_at": raw.ts(now_utc()), "event_id": event_id,
+                "channel_id": channel_id, "inbox_id": inbox_id})
 
     def get(self, inbox_id: int) -> InboxItem:
         with self.fp.db.session() as s:
@@ -126,17 +160,6 @@ class Inbox:
             out = {st.value: 0 for st in InboxState}
             out.update({state: n for state, n in rows})
             return out
-
-
-@contextmanager
-def _transaction(fp: FeePay, connection: Connection | None) -> Iterator[Connection]:
-    """One committed transaction: on the given connection, or on a pooled one."""
-    if connection is None:
-        with fp.db.engine.begin() as conn:
-            yield conn
-    else:
-        with connection.begin():
-            yield connection
 
 
 def _reason(reason: str | None) -> str | None:

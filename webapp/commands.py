@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import click
 
@@ -27,23 +28,36 @@ def gunicorn_available() -> bool:
     return True
 
 
+def gunicorn_options(*, bind: str, workers: int, threads: int, timeout: int = 30,
+                     access_log: bool = False) -> dict[str, object]:
+    """The gunicorn settings ``feepay serve`` uses (``gthread`` workers when threaded)."""
+    return {"bind": bind, "workers": workers, "threads": threads,
+            "worker_class": "gthread" if threads > 1 else "sync",
+            "timeout": timeout, "graceful_timeout": 10, "keepalive": 5,
+            "accesslog": "-" if access_log else None, "proc_name": "feepay"}
+
+
 def run_gunicorn(db_url: str, *, bind: str, workers: int, threads: int,
                  timeout: int = 30, max_body: int | None = None,
-                 access_log: bool = False) -> None:
-    """Serve ``create_app`` with gunicorn (``gthread`` workers; blocks until stopped)."""
+                 access_log: bool = False,
+                 app_factory: Callable[[], object] | None = None) -> None:
+    """Serve ``create_app`` with gunicorn (blocks until stopped).
+
+    ``app_factory`` serves another WSGI app under exactly the same settings (the
+    benchmark's minimal endpoint uses it).
+    """
     from gunicorn.app.base import BaseApplication
 
     class FeepayServer(BaseApplication):
         def load_config(self) -> None:
-            options = {"bind": bind, "workers": workers, "threads": threads,
-                       "worker_class": "gthread" if threads > 1 else "sync",
-                       "timeout": timeout, "graceful_timeout": 10, "keepalive": 5,
-                       "accesslog": "-" if access_log else None,
-                       "proc_name": "feepay"}
-            for key, value in options.items():
+            for key, value in gunicorn_options(bind=bind, workers=workers, threads=threads,
+                                               timeout=timeout,
+                                               access_log=access_log).items():
                 self.cfg.set(key, value)
 
         def load(self):  # noqa: ANN202 - runs in each worker, after the fork
+            if app_factory is not None:
+                return app_factory()
             from webapp.app import create_app
 
             config = {"FEEPAY_DATABASE_URL": db_url}

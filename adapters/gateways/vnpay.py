@@ -178,6 +178,10 @@ def _rsp(code: str) -> Reply:
 
 def _pay_date(text: str) -> datetime:
     try:
+        if len(text) == 14 and text.isascii() and text.isdigit():  # the usual form, by
+            return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]),  # hand: strptime
+                            int(text[8:10]), int(text[10:12]), int(text[12:]),  # is slow
+                            tzinfo=VN_TZ)
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=VN_TZ)
     except ValueError:
         raise MalformedCallback(f"vnp_PayDate {text!r} is not yyyyMMddHHmmss",

@@ -1,7 +1,8 @@
 """Tables for callbacks: channels and their sealed secrets, the inbox, payment events.
 
-- ``channels``: one adapter bound to a collection account (or gateway merchant);
-  ``channel_secrets``: its credentials, sealed (Fernet), several active during rotation.
+- ``channels``: one adapter bound to a collection account (or gateway merchant), with a
+  ``version`` bumped by every change; ``channel_secrets``: its credentials, sealed
+  (Fernet), several active during rotation.
 - ``callback_inbox``: every request received under ``/callbacks/``, committed before any
   processing so nothing received is ever lost; ``state`` says what became of it.
 - ``payment_events``: payments reported by gateways and bank pushes, unique on
@@ -47,6 +48,9 @@ class ChannelRow(Base):
     settings: Mapped[str] = mapped_column(Text, default="{}")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
+    # bumped by every change of the channel or its secrets: in-process caches of the
+    # decrypted credentials are valid only for the version they were read at
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class ChannelSecretRow(Base):

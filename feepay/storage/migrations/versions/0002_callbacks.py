@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("settings", sa.Text(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
+        sa.Column("version", ID, nullable=False, server_default="1"),
         sa.ForeignKeyConstraint(["account_id"], ["collection_accounts.id"],
                                 name=op.f("fk_channels_account_id_collection_accounts")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channels")),

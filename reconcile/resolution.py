@@ -1,0 +1,257 @@
+"""Resolving mismatches: a person's decision, with a reason, recorded for good.
+
+Actions (docs/reconcile.md says which fits which category):
+
+==============  =========================================================================
+``link``        this statement line pays that reference. The account-day is re-run at
+                once: the engine applies the link first (rule *manual*), the reference
+                is settled, the sum check is redone.
+``refund_due``  the money must go back to the payer (duplicate, overpaid, unknown…).
+``write_off``   nothing more will happen (a bank's own credit, a callback proven false…).
+``carry_over``  wait: look again later (part-payment expected, money still in transit).
+``acknowledge`` for ``money_no_callback``: the case system has been told.
+==============  =========================================================================
+
+Every action needs a reason and an actor, is applied with a guarded update (only an
+``open`` or ``carried_over`` mismatch can be resolved — two people cannot both resolve
+the same one), is appended to ``recon_resolutions`` and is an entry in the hash-chained
+audit log, in the same transaction. Re-running a day never touches a resolution.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from feepay import reference as codes
+from feepay.exceptions import Conflict, NotFound, ValidationError
+from feepay.money import now_utc
+from feepay.storage.tables import ReferenceRow
+from feepay.storage.tables_reconcile import ACTIONS, ReconMismatchRow, ReconResolutionRow
+from reconcile.models import CATEGORY_LABELS, Category
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from feepay.api import FeePay
+    from reconcile.runner import RunOutcome
+
+RESOLVABLE = ("open", "carried_over")
+NO_MONEY = (Category.PAID_NO_MONEY.value, Category.MONEY_NO_CALLBACK.value)
+NOT_LINKABLE = (*NO_MONEY, Category.BATCH_TOTAL_DIFFERS.value)
+
+
+@dataclass(frozen=True)
+class MismatchView:
+    """A mismatch as people and the CLI see it."""
+
+    id: int
+    account_id: int
+    day: date
+    key: str
+    category: str
+    label: str
+    amount: int
+    expected_amount: int | None
+    reference: str | None
+    suggested: tuple[str, ...]
+    line_id: int | None
+    line_day: date | None
+    event_id: int | None
+    batch_id: str | None
+    status: str
+    resolution: str | None
+    resolution_reason: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    linked_reference: str | None
+    evidence: dict
+
+    def as_dict(self) -> dict[str, object]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["suggested"] = list(self.suggested)
+        return out
+
+
+def to_view(row: ReconMismatchRow) -> MismatchView:
+    return MismatchView(
+        row.id, row.account_id, row.day, row.key, row.category,
+        CATEGORY_LABELS[Category(row.category)][0], row.amount, row.expected_amount,
+        row.reference_code, tuple(row.suggested.split()), row.line_id, row.line_day,
+        row.event_id, row.batch_id, row.status, row.resolution, row.resolution_reason,
+        row.resolved_by, row.resolved_at, row.linked_reference, json.loads(row.evidence))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The outcome of an action: the mismatch after it, and the re-run a link caused."""
+
+    mismatch: MismatchView
+    rerun: RunOutcome | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"mismatch": self.mismatch.as_dict(),
+                "rerun": self.rerun.as_dict() if self.rerun else None}
+
+
+class Resolutions:
+    """List, show and resolve mismatches of one feepay database."""
+
+    def __init__(self, fp: FeePay) -> None:
+        self.fp = fp
+
+    # -- reading ----------------------------------------------------------------------
+    def get(self, mismatch_id: int) -> MismatchView:
+        with self.fp.db.session() as s:
+            return to_view(self._row(s, mismatch_id))
+
+    def list(self, *, status: str | None = "open", category: str | None = None,
+             account_id: int | None = None, day: date | None = None,
+             limit: int = 200) -> list[MismatchView]:
+        X = ReconMismatchRow
+        q = select(X).order_by(X.day, X.account_id, X.key).limit(limit)
+        if status:
+            q = q.where(X.status == status)
+        if category:
+            q = q.where(X.category == Category(category).value)
+        if account_id is not None:
+            q = q.where(X.account_id == account_id)
+        if day is not None:
+            q = q.where(X.day == day)
+        with self.fp.db.session() as s:
+            return [to_view(r) for r in s.scalars(q)]
+
+    def history(self, mismatch_id: int) -> list[dict[str, object]]:
+        R = ReconResolutionRow
+        with self.fp.db.session() as s:
+            return [{"action": r.action, "reason": r.reason, "actor": r.actor, "at": r.at,
+                     "reference": r.reference_code, "audit_hash": r.audit_hash}
+                    for r in s.scalars(select(R).where(R.mismatch_id == mismatch_id)
+                                       .order_by(R.id))]
+
+    # -- acting -----------------------------------------------------------------------
+    def resolve(self, mismatch_id: int, action: str, *, reason: str, actor: str,
+                reference: str | None = None) -> Resolved:
+        """Apply ``action`` (see the module docstring) to an open mismatch.
+
+        Raises:
+            ValidationError: unknown action, no reason or actor, a link without a
+                reference, an action that does not fit the category.
+            NotFound: no such mismatch or reference.
+            Conflict: the mismatch is no longer open (someone resolved it, or a later
+                day cleared it), or the reference cannot take money.
+        """
+        action, reason, actor = _check(action, reason, actor)
+        with self.fp.db.session() as s:
+            row = self._row(s, mismatch_id)
+            code = self._check_fits(s, row, action, reference)
+            self._apply(s, row, action, reason, actor, code)
+            account_id, line_day = row.account_id, row.line_day
+        rerun = None
+        if action == "link":
+            from reconcile.runner import Reconciler
+
+            rerun = Reconciler(self.fp).run_account_day(account_id, line_day,
+                                                        trigger="resolution", actor=actor)
+        return Resolved(self.get(mismatch_id), rerun)
+
+    def link(self, mismatch_id: int, reference: str, *, reason: str, actor: str) -> Resolved:
+        return self.resolve(mismatch_id, "link", reason=reason, actor=actor,
+                            reference=reference)
+
+    def refund_due(self, mismatch_id: int, *, reason: str, actor: str) -> Resolved:
+        return self.resolve(mismatch_id, "refund_due", reason=reason, actor=actor)
+
+    def write_off(self, mismatch_id: int, *, reason: str, actor: str) -> Resolved:
+        return self.resolve(mismatch_id, "write_off", reason=reason, actor=actor)
+
+    def carry_over(self, mismatch_id: int, *, reason: str, actor: str) -> Resolved:
+        return self.resolve(mismatch_id, "carry_over", reason=reason, actor=actor)
+
+    def acknowledge(self, mismatch_id: int, *, reason: str, actor: str) -> Resolved:
+        return self.resolve(mismatch_id, "acknowledge", reason=reason, actor=actor)
+
+    # -- internals --------------------------------------------------------------------
+    @staticmethod
+    def _row(s: Session, mismatch_id: int) -> ReconMismatchRow:
+        row = s.get(ReconMismatchRow, mismatch_id)
+        if row is None:
+            raise NotFound(f"no mismatch {mismatch_id}", field="mismatch")
+        return row
+
+    @staticmethod
+    def _check_fits(s: Session, row: ReconMismatchRow, action: str,
+                    reference: str | None) -> str | None:
+        if row.status not in RESOLVABLE:
+            raise Conflict(f"mismatch {row.id} is {row.status}; only open or carried-over "
+                           "mismatches can be resolved", field="status")
+        if action == "acknowledge" and row.category != Category.MONEY_NO_CALLBACK.value:
+            raise ValidationError("acknowledge is for money_no_callback notices",
+                                  field="action")
+        if action == "refund_due" and row.category in NO_MONEY:
+            raise ValidationError(f"a {row.category} mismatch holds no money to refund",
+                                  field="action")
+        if action != "link":
+            if reference:
+                raise ValidationError("only link takes a reference", field="reference")
+            return None
+        if row.category in NOT_LINKABLE or row.line_id is None:
+            raise ValidationError(f"a {row.category} mismatch holds no statement line to "
+                                  "link", field="action")
+        if row.batch_id:
+            raise ValidationError("this money is part of a gateway settlement batch: correct "
+                                  "and re-import the settlement file instead", field="action")
+        if not reference:
+            raise ValidationError("link needs the reference the money pays",
+                                  field="reference")
+        code = codes.validate(reference)
+        state = s.scalar(select(ReferenceRow.state).where(ReferenceRow.code == code))
+        if state is None:
+            raise NotFound(f"no payment reference {codes.format(code)}", field="reference")
+        if state == "cancelled":
+            raise Conflict(f"reference {codes.format(code)} is cancelled: refund the money "
+                           "or issue a new reference", field="reference")
+        return code
+
+    def _apply(self, s: Session, row: ReconMismatchRow, action: str, reason: str,
+               actor: str, code: str | None) -> None:
+        now = now_utc()
+        X = ReconMismatchRow
+        values = {"status": "carried_over" if action == "carry_over" else "resolved",
+                  "resolution": action, "resolution_reason": reason, "resolved_by": actor,
+                  "resolved_at": now, "updated_at": now}
+        if code:
+            values["linked_reference"] = code
+        res = s.execute(update(X).where(X.id == row.id, X.status.in_(RESOLVABLE))
+                        .values(**values).execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            raise Conflict(f"mismatch {row.id} was resolved meanwhile", field="status")
+        entry = self.fp.audit.append(
+            s, actor=actor, action=f"mismatch.{action}", object_type="mismatch",
+            object_id=row.id, reason=reason,
+            details={"key": row.key, "category": row.category, "account": row.account_id,
+                     "day": row.day.isoformat(), "amount": row.amount,
+                     "reference": code or row.reference_code})
+        s.add(ReconResolutionRow(mismatch_id=row.id, action=action, reason=reason,
+                                 actor=actor, at=now, reference_code=code,
+                                 audit_hash=entry.hash))
+
+
+def _check(action: str, reason: str, actor: str) -> tuple[str, str, str]:
+    action = (action or "").strip().lower().replace("-", "_")
+    if action not in ACTIONS:
+        raise ValidationError(f"action is one of {', '.join(ACTIONS)}", field="action")
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise ValidationError("a reason is required", field="reason")
+    if len(reason) > 2000:
+        raise ValidationError("the reason is longer than 2000 characters", field="reason")
+    actor = (actor or "").strip()
+    if not actor or len(actor) > 80:
+        raise ValidationError("the acting person is required (1–80 characters)",
+                              field="actor")
+    return action, reason, actor

@@ -1,0 +1,293 @@
+"""The runner: reconcile account-days against storage.
+
+:class:`Reconciler` is what the CLI, the scheduler, the demo and (later) the admin UI call::
+
+    from reconcile.runner import Reconciler
+    outcomes = Reconciler(fp).run(date(2025, 12, 1))          # every account
+    Reconciler(fp).run_account_day(7, date(2025, 12, 1))      # one
+
+For one account-day it takes the account-day lock (:mod:`reconcile.locks`), loads the
+input (:mod:`reconcile.loader`), runs the pure engine, and writes the result
+(:mod:`reconcile.persist`) — all in **one transaction**, so a crash at any point leaves
+the previous result intact and a re-run simply starts again. Every attempt is a
+``recon_runs`` row (attempt 1, 2, …) with its sums; a failure is recorded too.
+
+**The sum check fails loudly.** When the day's statement credits, counted again in SQL,
+differ from what the stored matches and mismatches hold, the run is stored with status
+``unbalanced``, logged at ERROR, returned with ``balanced = False`` (the CLI exits 3),
+and shown first in reports.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import socket
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from feepay.exceptions import NotFound
+from feepay.money import format_vnd, now_utc
+from feepay.storage.tables import AccountRow
+from feepay.storage.tables_reconcile import ReconRunRow
+from feepay.storage.tables_statements import StatementLineRow
+from reconcile.days import parse_cutoff
+from reconcile.engine import ENGINE_VERSION, reconcile_day
+from reconcile.loader import load_day
+from reconcile.locks import account_day_lock
+from reconcile.models import DayResult, Policy
+from reconcile.persist import sums, write_result
+
+if TYPE_CHECKING:
+    from feepay.api import FeePay
+
+log = logging.getLogger(__name__)
+DONE = ("balanced", "unbalanced")
+SQLITE_CACHE_KIB = 65_536  # page cache for a run: random index writes of a big day
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one account-day.
+
+    ``status`` is ``balanced``, ``unbalanced``, ``failed`` or ``skipped`` (already
+    reconciled, or another process holds the account-day).
+    """
+
+    account_id: int
+    day: date
+    status: str
+    run_id: int | None = None
+    attempt: int | None = None
+    lines: int = 0
+    matches: int = 0
+    mismatches: int = 0
+    statement_credits: int = 0
+    matched: int = 0
+    held: int = 0
+    references_moved: int = 0
+    references_refused: int = 0
+    digest: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.status in ("balanced", "skipped")
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "day": self.day.isoformat()}
+
+    def summary(self) -> str:
+        if self.status == "skipped":
+            return f"account {self.account_id} {self.day:%d/%m/%Y}: skipped ({self.reason})"
+        if self.status == "failed":
+            return f"account {self.account_id} {self.day:%d/%m/%Y}: FAILED — {self.reason}"
+        check = "balanced" if self.status == "balanced" else "UNBALANCED"
+        return (f"account {self.account_id} {self.day:%d/%m/%Y}: {self.lines} lines, "
+                f"{self.matches} matches, {self.mismatches} mismatches; credits "
+                f"{format_vnd(self.statement_credits)} = matched {format_vnd(self.matched)} "
+                f"+ held {format_vnd(self.held)} → {check}")
+
+
+def result_digest(result: DayResult) -> str:
+    """A fingerprint of a result (what was matched and held, how much): equal digests,
+    equal decisions. Re-running an unchanged day must reproduce it."""
+    h = hashlib.sha256()
+    for m in result.matches:
+        h.update(m.key.encode())
+        for a in m.allocations:
+            h.update(f"|{a.line_id}|{a.code}|{a.amount}|{a.event_id}".encode())
+    for x in result.mismatches:
+        h.update(f"#{x.key}|{x.amount}|{x.reference}|{x.event_id}".encode())
+    h.update(f"={result.credits}|{result.matched}|{result.held}".encode())
+    return h.hexdigest()
+
+
+def _has_channel(s: Session, account_id: int) -> bool:
+    """Whether callbacks are expected for the account: a callback channel serves it, or it
+    has received callbacks before. Otherwise money without one is normal, not a notice."""
+    from feepay.storage.tables import ReferenceRow
+    from feepay.storage.tables_callbacks import ChannelRow, PaymentEventRow
+
+    E, R = PaymentEventRow, ReferenceRow
+    for q in (select(ChannelRow.id).where(ChannelRow.account_id == account_id),
+              select(E.id).where(E.account_id == account_id),
+              select(E.id).join(R, R.id == E.reference_id).where(R.account_id == account_id)):
+        if s.scalar(q.limit(1)) is not None:
+            return True
+    return False
+
+
+class Reconciler:
+    """Reconcile account-days of one feepay database.
+
+    Args:
+        fp: the FeePay handle.
+        policy: defaults for grace, look-back and tolerances (the cut-off comes from
+            each account).
+    """
+
+    def __init__(self, fp: FeePay, policy: Policy | None = None) -> None:
+        self.fp = fp
+        self.policy = policy or Policy()
+
+    # -- which account-days -----------------------------------------------------------
+    def accounts_for(self, day: date) -> list[int]:
+        """Accounts to reconcile on ``day``: active or retired ones, and any with lines."""
+        A, L = AccountRow, StatementLineRow
+        with self.fp.db.session() as s:
+            ids = set(s.scalars(select(A.id).where(A.state.in_(("active", "retired")),
+                                                   A.valid_from <= day)))
+            ids |= set(s.scalars(select(L.account_id).where(L.posting_date == day).distinct()))
+        return sorted(ids)
+
+    def is_done(self, account_id: int, day: date) -> bool:
+        with self.fp.db.session() as s:
+            return bool(s.scalar(select(func.count()).select_from(ReconRunRow).where(
+                ReconRunRow.account_id == account_id, ReconRunRow.day == day,
+                ReconRunRow.status.in_(DONE))))
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, day: date, account_id: int | None = None, *, trigger: str = "manual",
+            actor: str = "system", skip_done: bool = False, wait: bool = True,
+            progress=None) -> list[RunOutcome]:  # noqa: ANN001 - a callable or None
+        """Reconcile ``day`` for one account or all; one outcome per account."""
+        accounts = [account_id] if account_id is not None else self.accounts_for(day)
+        out = []
+        for acc in accounts:
+            out.append(self.run_account_day(acc, day, trigger=trigger, actor=actor,
+                                            skip_done=skip_done, wait=wait))
+            if progress is not None:
+                progress(out[-1])
+        return out
+
+    def run_account_day(self, account_id: int, day: date, *, trigger: str = "manual",
+                        actor: str = "system", skip_done: bool = False,
+                        wait: bool = True) -> RunOutcome:
+        """Reconcile one account-day under its lock.
+
+        Args:
+            skip_done: the scheduler's mode — do nothing if a finished run exists.
+            wait: wait for another process's run of the same account-day to finish
+                (manual runs) rather than skip it (schedulers).
+        """
+        with account_day_lock(self.fp.db, account_id, day, wait=wait) as got:
+            if not got:
+                return RunOutcome(account_id, day, "skipped",
+                                  reason="another process is reconciling it")
+            if skip_done and self.is_done(account_id, day):
+                return RunOutcome(account_id, day, "skipped", reason="already reconciled")
+            started = now_utc()
+            try:
+                with self.fp.db.session() as s:
+                    outcome = self._run(s, account_id, day, trigger, actor, started)
+            except NotFound:
+                raise
+            except Exception as exc:
+                log.exception("reconciliation of account %s on %s failed", account_id, day)
+                return self._record_failure(account_id, day, trigger, actor, started, exc)
+        if outcome.status == "unbalanced":
+            log.error("SUM CHECK FAILED for account %s on %s: statement credits %s != "
+                      "matched %s + held %s (run %s)", account_id, day,
+                      outcome.statement_credits, outcome.matched, outcome.held, outcome.run_id)
+        else:
+            log.info("%s", outcome.summary())
+        return outcome
+
+    def _run(self, s: Session, account_id: int, day: date, trigger: str, actor: str,
+             started: datetime) -> RunOutcome:
+        account = s.get(AccountRow, account_id)
+        if account is None:
+            raise NotFound(f"no collection account {account_id}", field="account")
+        if s.get_bind().dialect.name == "sqlite":  # a night's indexes do not fit 2 MB
+            s.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
+        policy = replace(self.policy, cutoff=parse_cutoff(account.cutoff),
+                         expect_callbacks=self.policy.expect_callbacks and _has_channel(
+                             s, account_id))
+        clock = time.perf_counter()
+        loaded = load_day(s, account_id, day, policy)
+        phases = {"load": time.perf_counter() - clock}
+        clock = time.perf_counter()
+        gc.disable()  # a million acyclic objects: the cyclic collector only costs time here
+        try:
+            result = reconcile_day(loaded.input)
+        finally:
+            gc.enable()
+        phases["engine"] = time.perf_counter() - clock
+        n_lines = len(loaded.input.lines)
+        loaded.input = None  # type: ignore[assignment] - free the input before writing
+        clock = time.perf_counter()
+        run = ReconRunRow(account_id=account_id, day=day, attempt=self._next_attempt(
+            s, account_id, day), trigger=trigger, actor=actor, status="balanced",
+            engine_version=ENGINE_VERSION, started_at=started, finished_at=started)
+        s.add(run)
+        s.flush()
+        now = now_utc()
+        moved, refused = write_result(s, run.id, result, loaded.ref_ids, now)
+        phases["write"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        check = sums(s, run.id, account_id, day)
+        phases["sum_check"] = time.perf_counter() - clock
+        balanced = check.balanced and check.statement_credits == result.credits
+        digest = result_digest(result)
+        run.status = "balanced" if balanced else "unbalanced"
+        run.finished_at = now_utc()
+        run.lines, run.matches, run.mismatches = (n_lines, len(result.matches),
+                                                  len(result.mismatches))
+        run.statement_credits, run.matched_amount, run.held_amount = (
+            check.statement_credits, check.matched, check.held)
+        run.result_digest = digest
+        if refused:
+            log.warning("account %s on %s: %d reference(s) could not be settled (changed "
+                        "meanwhile, e.g. cancelled)", account_id, day, refused)
+        self.fp.audit.append(s, actor=actor, action="reconcile.run", object_type="account_day",
+                             object_id=f"{account_id}:{day.isoformat()}",
+                             details={"run_id": run.id, "attempt": run.attempt,
+                                      "trigger": trigger, "status": run.status,
+                                      "credits": check.statement_credits,
+                                      "matched": check.matched, "held": check.held,
+                                      "digest": digest, "host": socket.gethostname()})
+        return RunOutcome(account_id, day, run.status, run.id, run.attempt, n_lines,
+                          len(result.matches), len(result.mismatches),
+                          check.statement_credits, check.matched, check.held, moved, refused,
+                          digest, None, (run.finished_at - started).total_seconds(),
+                          {k: round(v, 3) for k, v in phases.items()})
+
+    @staticmethod
+    def _next_attempt(s: Session, account_id: int, day: date) -> int:
+        last = s.scalar(select(func.max(ReconRunRow.attempt)).where(
+            ReconRunRow.account_id == account_id, ReconRunRow.day == day))
+        return (last or 0) + 1
+
+    def _record_failure(self, account_id: int, day: date, trigger: str, actor: str,
+                        started: datetime, exc: Exception) -> RunOutcome:
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        with self.fp.db.session() as s:
+            run = ReconRunRow(account_id=account_id, day=day,
+                              attempt=self._next_attempt(s, account_id, day), trigger=trigger,
+                              actor=actor, status="failed", engine_version=ENGINE_VERSION,
+                              started_at=started, finished_at=now_utc(), error=reason)
+            s.add(run)
+            s.flush()
+            return RunOutcome(account_id, day, "failed", run.id, run.attempt, reason=reason)
+
+    # -- reading ----------------------------------------------------------------------
+    def runs(self, *, day: date | None = None, account_id: int | None = None,
+             limit: int = 100) -> list[dict[str, object]]:
+        R = ReconRunRow
+        q = select(R).order_by(R.day.desc(), R.account_id, R.attempt.desc()).limit(limit)
+        if day is not None:
+            q = q.where(R.day == day)
+        if account_id is not None:
+            q = q.where(R.account_id == account_id)
+        with self.fp.db.session() as s:
+            return [{c.name: getattr(r, c.name) for c in R.__table__.columns}
+                    for r in s.scalars(q)]

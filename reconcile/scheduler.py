@@ -1,0 +1,105 @@
+"""The nightly job and the scheduler that runs it.
+
+:func:`nightly` reconciles, for every account, the previous local day (and catches up on
+the few days before it that have no finished run yet). It is the whole job: the day is an
+argument, so tests and ``feepay scheduler --once`` call it directly.
+
+:func:`build_scheduler` registers it with its own ``schedule.Scheduler()`` (no hidden
+global) at a local time in Asia/Ho_Chi_Minh — ``schedule`` needs pytz for that, which
+feepay depends on. The job is wrapped so that an exception is logged and reported and the
+scheduler lives on to the next night (``schedule`` itself would let it escape).
+
+Exactly once: any number of schedulers — threads, processes, hosts sharing one
+PostgreSQL — may run the job at the same moment. Each account-day is taken under its lock
+(:mod:`reconcile.locks`) without waiting, and skipped when a finished run already exists;
+so each account-day is reconciled once, by whichever scheduler got there first.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import schedule
+
+from feepay.money import VN_TZ, now_utc
+from reconcile.runner import Reconciler, RunOutcome
+
+if TYPE_CHECKING:
+    from feepay.api import FeePay
+
+log = logging.getLogger(__name__)
+TIMEZONE = "Asia/Ho_Chi_Minh"
+DEFAULT_AT = "06:00"  # after banks' overnight statement exports
+
+
+def yesterday(now: datetime | None = None) -> date:
+    """The previous local day: what a morning run reconciles."""
+    return (now or now_utc()).astimezone(VN_TZ).date() - timedelta(days=1)
+
+
+def nightly(fp: FeePay, day: date | None = None, *, catch_up_days: int = 3,
+            actor: str = "scheduler", now: datetime | None = None,
+            reconciler: Reconciler | None = None) -> list[RunOutcome]:
+    """Reconcile ``day`` (default yesterday) and up to ``catch_up_days`` before it.
+
+    Days before ``day`` are only run where no finished run exists (a scheduler that was
+    down, a night that failed). Returns every outcome, skipped ones included.
+    """
+    day = day or yesterday(now)
+    rec = reconciler or Reconciler(fp)
+    outcomes: list[RunOutcome] = []
+    for back in range(catch_up_days, -1, -1):
+        d = day - timedelta(days=back)
+        outcomes += rec.run(d, trigger="scheduler", actor=actor, skip_done=True, wait=False)
+    _log_summary(day, outcomes)
+    return outcomes
+
+
+def _log_summary(day: date, outcomes: list[RunOutcome]) -> None:
+    done = [o for o in outcomes if o.status != "skipped"]
+    bad = [o for o in outcomes if o.status in ("unbalanced", "failed")]
+    log.info("nightly reconciliation up to %s: %d account-days run, %d skipped, %d with "
+             "problems", day, len(done), len(outcomes) - len(done), len(bad))
+    for o in bad:
+        log.error("nightly reconciliation: %s", o.summary())
+
+
+def safe(job: Callable[[], Any]) -> Callable[[], Any]:
+    """Log and swallow a job's exception so the scheduler survives to the next run."""
+
+    @functools.wraps(job)
+    def wrapper() -> Any:
+        try:
+            return job()
+        except Exception:  # noqa: BLE001 - log-and-continue is the point
+            log.exception("scheduled job %s failed; will run again at the next time",
+                          getattr(job, "__name__", job))
+            return None
+
+    return wrapper
+
+
+def build_scheduler(job: Callable[[], Any], at: str = DEFAULT_AT,
+                    tz: str = TIMEZONE) -> schedule.Scheduler:
+    """A fresh ``schedule.Scheduler`` running ``job`` daily at local time ``at`` in ``tz``."""
+    scheduler = schedule.Scheduler()
+    scheduler.every().day.at(at, tz).do(safe(job))
+    return scheduler
+
+
+def serve(fp: FeePay, *, at: str = DEFAULT_AT, catch_up_days: int = 3,
+          stop: threading.Event | None = None, poll_seconds: float = 30.0) -> None:
+    """Run the nightly job every day at ``at`` until ``stop`` is set (or forever)."""
+    stop = stop or threading.Event()
+    scheduler = build_scheduler(lambda: nightly(fp, catch_up_days=catch_up_days), at)
+    log.info("feepay scheduler: nightly reconciliation daily at %s %s; next run %s",
+             at, TIMEZONE, scheduler.next_run)
+    while not stop.is_set():
+        scheduler.run_pending()
+        idle = scheduler.idle_seconds
+        stop.wait(min(poll_seconds, max(idle if idle is not None else poll_seconds, 0.5)))
