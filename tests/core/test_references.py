@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -131,15 +132,26 @@ def test_expiry(fp, demo) -> None:  # noqa: ANN001
 
 
 # -- concurrency: many workers issuing for one dossier get one reference ------------------
-def _issue_in_process(args: tuple[str, str, int]) -> str:
-    url, unit, i = args
-    from feepay.api import FeePay
+WORKER = """
+import sys
+from feepay.api import FeePay
+fp = FeePay.open(sys.argv[1], migrate=False)
+print(fp.references.issue("HS-RACE", sys.argv[2], ["P-CT-01", "LP-HT-01"]).code)
+fp.close()
+"""
 
-    fp = FeePay.open(url, migrate=False)
-    try:
-        return fp.references.issue("HS-RACE", unit, ["P-CT-01", "LP-HT-01"]).code
-    finally:
-        fp.close()
+
+def _issue_in_processes(url: str, unit: str, n: int) -> set[str]:
+    """``n`` separate Python processes issuing at once (real processes, real connections)."""
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, unit], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL) for _ in range(n)]
+    codes = set()
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        codes.add(out.strip())
+    return codes
 
 
 @pytest.mark.postgres
@@ -149,10 +161,7 @@ def test_concurrent_issuing_threads_and_processes(fp, demo, db_url) -> None:  # 
     with ThreadPoolExecutor(16) as pool:
         codes = set(pool.map(lambda _: fp.references.issue(
             "HS-RACE", demo.department, ["LP-HT-01", "P-CT-01"]).code, range(64)))
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(4) as pool:
-        codes |= set(pool.map(_issue_in_process, [(db_url, demo.department, i)
-                                                  for i in range(16)]))
+    codes |= _issue_in_processes(db_url, demo.department, 8)
     assert len(codes) == 1
     assert n_refs(fp) == 1
     with fp.db.session() as s:
