@@ -1,14 +1,18 @@
 """Two schedulers at the same moment: each account-day is reconciled exactly once.
 
-Two processes (spawned, each with its own FeePay handle and connection pool) wait on a
-barrier and then run the nightly job together — on PostgreSQL (advisory locks) and on
+Two separate Python processes, each with its own FeePay handle and connection pool,
+wait until both are warmed up and then run the nightly job together — on PostgreSQL (advisory locks) and on
 SQLite (lock files).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import subprocess
+import sys
+import time as time_mod
 from datetime import date, datetime, time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -20,41 +24,62 @@ D1 = date(2025, 12, 1)
 pytestmark = pytest.mark.slow
 
 
-def _scheduler(url: str, barrier, queue, reverse: bool) -> None:  # noqa: ANN001
-    from feepay.api import FeePay
-    from reconcile.runner import Reconciler
-    from reconcile.scheduler import nightly
+SCHEDULER = """
+import json, os, sys, time
+from datetime import date
+from feepay.api import FeePay
+from reconcile.runner import Reconciler
+from reconcile.scheduler import nightly
 
-    fp = FeePay.open(url, migrate=False)
-
-    class Ordered(Reconciler):
-        def accounts_for(self, day):  # noqa: ANN001, ANN202 - meet in the middle
-            ids = super().accounts_for(day)
-            return ids[::-1] if reverse else ids
-
-    rec = Ordered(fp)
-    rec.accounts_for(D1)  # warm up: connections open, modules imported, then race
-    barrier.wait()
-    outcomes = nightly(fp, D1, catch_up_days=0, reconciler=rec)
-    queue.put([(o.account_id, o.status) for o in outcomes])
-    fp.close()
+url, go, reverse = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+day = date.fromisoformat(sys.argv[4])
+fp = FeePay.open(url, migrate=False)
 
 
-def test_two_schedulers_reconcile_each_account_day_once(fp, world) -> None:  # noqa: ANN001
+class Ordered(Reconciler):
+    def accounts_for(self, d):
+        ids = super().accounts_for(d)
+        return ids[::-1] if reverse else ids
+
+
+rec = Ordered(fp)
+rec.accounts_for(day)  # warm up: connections open, modules imported, then race
+open(go + ".ready" + ("1" if reverse else "0"), "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+outcomes = nightly(fp, day, catch_up_days=0, reconciler=rec)
+print(json.dumps([(o.account_id, o.status) for o in outcomes]))
+fp.close()
+"""
+
+
+def _race(url: str, tmp: Path) -> list[list[tuple[int, str]]]:
+    """Two scheduler processes, released together once both are warmed up."""
+    go = tmp / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", SCHEDULER, url, str(go), rev,
+                               D1.isoformat()], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+             for rev in ("0", "1")]
+    deadline = time_mod.monotonic() + 120
+    while not all((tmp / f"go.ready{r}").exists() for r in "01"):
+        assert time_mod.monotonic() < deadline, "schedulers did not start"
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time_mod.sleep(0.01)
+    go.touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append([tuple(x) for x in json.loads(out.strip().splitlines()[-1])])
+    return results
+
+
+def test_two_schedulers_reconcile_each_account_day_once(fp, world, tmp_path) -> None:  # noqa: ANN001
     for unit, account in world.demo.accounts.items():
         refs = [world.ref(unit=unit, items=["LP-HT-01"]) for _ in range(15)]
         world.statement(D1, [(8_000, r.code, datetime.combine(D1, time(9, i), VN_TZ))
                              for i, r in enumerate(refs)], account=account)
-    ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_scheduler, args=(fp.db.url, barrier, queue, rev))
-             for rev in (False, True)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = _race(fp.db.url, tmp_path)
     accounts = sorted(world.demo.accounts.values())
     done = sorted(acc for r in results for acc, status in r if status == "balanced")
     assert done == accounts  # each account-day by exactly one of the two
