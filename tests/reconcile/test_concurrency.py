@@ -1,8 +1,8 @@
 """Two schedulers at the same moment: each account-day is reconciled exactly once.
 
 Two separate Python processes, each with its own FeePay handle and connection pool,
-wait until both are warmed up and then run the nightly job together — on PostgreSQL (advisory locks) and on
-SQLite (lock files).
+wait until both are warmed up and then run the nightly job together — on PostgreSQL
+(advisory locks) and on SQLite (lock files).
 """
 
 from __future__ import annotations
