@@ -40,8 +40,9 @@ MAX_REASON = 2000
 
 # The channel is looked up in the same statement: the caller gets the channel's version
 # (NULL: no such channel for this adapter) — the callback endpoint serves cached
-# credentials only while that version is unchanged (feepay.channels), at no extra round trip. (The row's own channel_id is set
-# when a request is rejected; a recorded payment event carries its channel.)
+# credentials only while that version is unchanged (feepay.channels), at no extra round
+# trip. (The row's own channel_id is set when a request is rejected; a recorded payment
+# event carries its channel.)
 _INSERT = dbapi.Statement("inbox_insert", """
 INSERT INTO callback_inbox (received_at, adapter, channel, channel_id, method, path,
     query_string, headers, body, body_size, remote_addr, state, reason, attempts,
