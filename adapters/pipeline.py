@@ -4,13 +4,17 @@
 ZaloPay poller share, so a request is handled the same way whether it arrives live or is
 replayed after a crash:
 
-1. :meth:`CallbackPipeline.receive` commits the raw request to the inbox (its own
-   transaction) — before anything else, so nothing received is ever lost;
-2. :meth:`CallbackPipeline.process` finds the adapter and the channel, verifies the
-   signature against the secrets active when the request was *received*, parses it, and
-   records the event through ``fp.payments`` (which also marks the inbox row processed,
-   in the same transaction);
+1. :meth:`CallbackPipeline.handle` commits the raw request to the inbox (its own
+   transaction: one statement, which also returns the channel's version) — before
+   anything else, so nothing received is ever lost;
+2. it then finds the adapter and the channel (credentials cached in-process for exactly
+   that version: :meth:`feepay.channels.Channels.lookup`), verifies the signature, parses
+   the request, and records the event through ``fp.payments`` (which also marks the inbox
+   row processed, atomically with the event: one statement on PostgreSQL);
 3. the adapter's reply goes back to the provider.
+
+:meth:`CallbackPipeline.process` runs step 2 for a stored row (``feepay inbox replay``,
+the ZaloPay poller), verifying against the secrets active when it was *received*.
 
 A failed verification or an unreadable body marks the inbox row ``rejected`` with the
 reason and changes nothing else — in particular no idempotency record is written, so a

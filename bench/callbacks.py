@@ -58,12 +58,14 @@ MINIMAL_SECRET = "bench-minimal-secret"
 
 # --- the minimal durable endpoint -----------------------------------------------------------
 
-def minimal_app(db_url: str, driver_level: bool = False):  # noqa: ANN201
+def minimal_app(db_url: str, driver_level: bool = False,  # noqa: ANN201
+                threads: int = 8):
     """The floor: a Flask route that verifies one HMAC over the body, commits one INSERT
     into the same database, and replies.
 
     ``driver_level=False`` (``minimal``): through SQLAlchemy, ``engine.begin()`` on an
-    engine made by ``feepay.storage.engine.make_engine`` (same settings as feepay's).
+    engine made by ``feepay.storage.engine.make_engine`` (feepay's settings; its pool
+    holds at least one connection per thread, so no connection is opened per request).
     ``driver_level=True`` (``minimal-raw``): the techniques of feepay's hot path — a
     connection from :class:`feepay.dbapi.HotConnections`, one autocommit INSERT — the
     cheapest durable endpoint this stack allows.
@@ -74,7 +76,8 @@ def minimal_app(db_url: str, driver_level: bool = False):  # noqa: ANN201
     from feepay import dbapi
     from feepay.storage.engine import Database
 
-    db = Database(db_url)
+    db = Database(db_url, **({"pool_size": max(10, threads)}
+                             if db_url.startswith("postgresql") else {}))
     insert = text("INSERT INTO bench_minimal (txn, body) VALUES (:txn, :body)")
     raw_insert = dbapi.Statement("bench_minimal", str(insert), {"txn": "text",
                                                                 "body": "bytes"})
@@ -111,7 +114,7 @@ def serve_minimal(db_url: str, port: int, workers: int, threads: int,
     from webapp.commands import run_gunicorn
 
     run_gunicorn(db_url, bind=f"127.0.0.1:{port}", workers=workers, threads=threads,
-                 app_factory=lambda: minimal_app(db_url, driver_level))
+                 app_factory=lambda: minimal_app(db_url, driver_level, threads))
 
 
 def minimal_call(i: int) -> tuple[str, str, bytes, dict[str, str]]:
@@ -509,8 +512,11 @@ def main() -> None:
     ap.add_argument("--refs", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--processes", type=int, default=2, help="client processes")
-    ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="gunicorn workers (default: one per CPU, like feepay serve)")
+    ap.add_argument("--threads", type=int, default=16,
+                    help="threads per worker (default 16: the least CPU per callback on "
+                         "the 2-core benchmark machine)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat; keep the best round")
     ap.add_argument("--endpoints", default="minimal,minimal-raw,feepay",
                     help="comma-separated: minimal, minimal-raw, feepay")

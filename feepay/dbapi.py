@@ -267,16 +267,29 @@ class HotConnections:
     connection arguments and kept in a LIFO list — checking one out is a list pop, with
     no pool bookkeeping and no pre-ping round trip (the first statement detects a dead
     connection instead, see :meth:`Raw.run`), and the statements prepared on it stay
-    prepared. At most ``keep`` idle connections are kept; they are closed when this
-    object is garbage-collected. SQLite: the engine's pool (no ping there).
+    prepared. At most ``keep`` idle connections are kept; they are closed by
+    :meth:`close`, when the engine is disposed (``FeePay.close()``) and when this object
+    is garbage-collected. SQLite: the engine's pool (no ping there).
     """
 
     def __init__(self, db: Database, keep: int = 16) -> None:
+        from sqlalchemy import event
+
         self.db = db
         self.keep = keep
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         weakref.finalize(self, _close_all, self._idle)
+        me = weakref.ref(self)
+        event.listen(db.engine, "engine_disposed",
+                     lambda _engine: (hot := me()) is not None and hot.close())
+
+    def close(self) -> None:
+        """Close the idle connections (new ones are opened on demand)."""
+        with self._lock:
+            idle = self._idle[:]
+            self._idle.clear()
+        _close_all(idle)
 
     @contextmanager
     def connection(self) -> Iterator[Raw]:

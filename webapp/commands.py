@@ -72,10 +72,10 @@ def run_gunicorn(db_url: str, *, bind: str, workers: int, threads: int,
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=lambda: int(os.environ.get("FEEPAY_WORKERS", "0"))
-              or (os.cpu_count() or 1) * 2, type=int,
-              help="Worker processes (default 2 × CPUs, or FEEPAY_WORKERS).")
-@click.option("--threads", default=4, show_default=True, type=int,
-              help="Threads per worker (gthread).")
+              or (os.cpu_count() or 1), type=int,
+              help="Worker processes (default: one per CPU, or FEEPAY_WORKERS).")
+@click.option("--threads", default=8, show_default=True, type=int,
+              help="Threads per worker (gthread): requests mostly wait on the database.")
 @click.option("--dev", is_flag=True, help="Werkzeug development server (single process).")
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
 @clikit.json_option
