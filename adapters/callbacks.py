@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from feepay.exceptions import FeepayError, MalformedCallback, SignatureError, ValidationError
-from feepay.models import Credentials, PaymentEvent, RawRequest, RecordResult
+from feepay.models import Channel, Credentials, PaymentEvent, RawRequest, RecordResult
 from feepay.money import parse_vnd
 
 
@@ -72,6 +72,15 @@ class CallbackAdapter(ABC):
     secret_names: ClassVar[tuple[str, ...]] = ()
     optional_secrets: ClassVar[tuple[str, ...]] = ()
     settings_help: ClassVar[dict[str, str]] = {}
+
+    def txn_scope(self, channel: Channel) -> str:
+        """Where this provider's transaction ids are unique, for the idempotency key.
+
+        Gateways number transactions provider-wide (``""``); a bank numbers them per source
+        account, so two banks may both send ``id`` 42 — bank adapters scope ids to the
+        channel (one channel per source account). Override if a provider differs.
+        """
+        return str(channel.id) if self.kind == "bank" else ""
 
     @abstractmethod
     def verify(self, request: RawRequest, credentials: Credentials) -> None:

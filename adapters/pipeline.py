@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import pydantic
+
 from adapters.callbacks import CallbackAdapter, Reply
 from adapters.registry import Registry, default_registry
 from feepay import dbapi
@@ -147,6 +149,15 @@ class CallbackPipeline:
             err = MalformedCallback(str(exc))
             return self._reject(inbox_id, f"malformed: {exc}", adapter.reply_rejected(err),
                                 channel.id, conn=conn)
+        except pydantic.ValidationError as exc:  # a value our event model refuses
+            err = MalformedCallback(_describe(exc))
+            return self._reject(inbox_id, f"malformed: {err}", adapter.reply_rejected(err),
+                                channel.id, conn=conn)
+        except Exception:  # noqa: BLE001 - an adapter bug: keep the row for replay
+            log.exception("%s could not read inbox item %s; left for replay", adapter.name,
+                          inbox_id)
+            return Outcome(inbox_id, InboxState.RECEIVED, adapter.reply_error(),
+                           "error while reading the request")
         if event is None:
             self.fp.inbox.mark(inbox_id, InboxState.IGNORED, "no payment in this request",
                                channel_id=channel.id, connection=conn)
@@ -154,7 +165,9 @@ class CallbackPipeline:
                            "no payment in this request")
         try:
             result = self.fp.payments.record(event, channel=channel, inbox_id=inbox_id,
-                                             received_at=request.received_at, connection=conn)
+                                             received_at=request.received_at,
+                                             txn_scope=adapter.txn_scope(channel),
+                                             connection=conn)
         except Exception:  # noqa: BLE001 - the row stays 'received'; replay retries it
             log.exception("recording inbox item %s failed; left for replay", inbox_id)
             return Outcome(inbox_id, InboxState.RECEIVED, adapter.reply_error(),
@@ -212,8 +225,28 @@ def replay_pending(fp: FeePay, *, limit: int | None = None,
         if not batch:
             break
         for item in batch:
-            outcomes.append(pipeline.replay(item))
+            outcomes.append(_replay_one(pipeline, item))
             after = item.id
             if limit is not None and len(outcomes) >= limit:
                 break
     return outcomes
+
+
+def _replay_one(pipeline: CallbackPipeline, item: InboxItem) -> Outcome:
+    """Replay one row; a failure is logged and reported, and the rows after it still run
+    (the failed row stays ``received`` for the next replay)."""
+    try:
+        return pipeline.replay(item)
+    except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
+        log.exception("replaying inbox item %s failed; left for the next replay", item.id)
+        return Outcome(item.id, InboxState.RECEIVED, Reply.json({"error": "replay failed"},
+                                                                 status=500),
+                       f"replay failed: {type(exc).__name__}: {exc}"[:500])
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    """The first refused field and why, e.g. ``provider_txn_id: String should have at
+    most 100 characters``."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    return f"{where}: {first.get('msg', 'invalid value')}"

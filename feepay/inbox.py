@@ -36,6 +36,9 @@ KEPT_HEADERS = frozenset({
     "x-sepay-signature", "x-sepay-timestamp", "feepay-signature", "x-forwarded-for",
     "x-real-ip", "user-agent", "secure-token",
 })
+#: Kept headers that carry a credential (SePay's ``Authorization: Apikey …``): stored
+#: Fernet-sealed in ``sealed_headers``, never in clear; opened again for replay.
+SECRET_HEADERS = frozenset({"authorization", "secure-token"})
 MAX_REASON = 2000
 
 # The channel is looked up in the same statement: the caller gets the channel's version
@@ -45,13 +48,14 @@ MAX_REASON = 2000
 # event carries its channel.)
 _INSERT = dbapi.Statement("inbox_insert", """
 INSERT INTO callback_inbox (received_at, adapter, channel, channel_id, method, path,
-    query_string, headers, body, body_size, remote_addr, state, reason, attempts,
+    query_string, headers, sealed_headers, body, body_size, remote_addr, state, reason, attempts,
     processed_at, event_id)
 VALUES (:received_at, :adapter, :channel, NULL, :method, :path, :query_string, :headers,
-    :body, :body_size, :remote_addr, :state, :reason, 0, :processed_at, NULL)
+    :sealed_headers, :body, :body_size, :remote_addr, :state, :reason, 0, :processed_at, NULL)
 RETURNING id, (SELECT version FROM channels WHERE name = :channel AND adapter = :adapter)
 """, {"received_at": "ts", "adapter": "text", "channel": "text", "method": "text",
-      "path": "text", "query_string": "text", "headers": "text", "body": "bytes",
+      "path": "text", "query_string": "text", "headers": "text", "sealed_headers": "text",
+      "body": "bytes",
       "body_size": "int", "remote_addr": "text", "state": "text", "reason": "text",
       "processed_at": "ts"})
 _MARK = dbapi.Statement("inbox_mark", """
@@ -105,12 +109,13 @@ class Inbox:
               connection: Raw | None = None) -> Received:
         """Commit the raw request — one statement, its own transaction, durable when this
         returns (on ``connection`` when given, so a request uses one pooled connection)."""
+        headers, sealed = self._split(request.headers)
         with dbapi.connect(self.fp.db, connection) as raw:
             values = {
                 "received_at": raw.ts(request.received_at), "adapter": adapter[:40],
                 "channel": channel[:60], "method": request.method[:10],
                 "path": request.path[:300], "query_string": request.query_string,
-                "headers": json.dumps(request.headers),
+                "headers": json.dumps(headers), "sealed_headers": sealed,
                 "body": request.body if keep_body else b"",
                 "body_size": len(request.body) if body_size is None else body_size,
                 "remote_addr": (request.remote_addr or None) and request.remote_addr[:64],
@@ -134,7 +139,7 @@ class Inbox:
             row = s.get(InboxRow, inbox_id)
             if row is None:
                 raise NotFound(f"no inbox item {inbox_id}", field="inbox_id")
-            return _to_model(row)
+            return self._to_model(row)
 
     def pending(self, *, limit: int = 500, after_id: int = 0,
                 before: datetime | None = None) -> list[InboxItem]:
@@ -145,14 +150,14 @@ class Inbox:
                  .order_by(InboxRow.id).limit(limit))
             if before is not None:
                 q = q.where(InboxRow.received_at < before)
-            return [_to_model(r) for r in s.scalars(q)]
+            return [self._to_model(r) for r in s.scalars(q)]
 
     def list(self, *, state: InboxState | None = None, limit: int = 100) -> list[InboxItem]:
         with self.fp.db.session() as s:
             q = select(InboxRow).order_by(InboxRow.id.desc()).limit(limit)
             if state is not None:
                 q = q.where(InboxRow.state == state.value)
-            return [_to_model(r) for r in s.scalars(q)]
+            return [self._to_model(r) for r in s.scalars(q)]
 
     def counts(self) -> dict[str, int]:
         """How many rows are in each state."""
@@ -162,16 +167,29 @@ class Inbox:
             out.update({state: n for state, n in rows})
             return out
 
+    def _split(self, headers: dict[str, str]) -> tuple[dict[str, str], str | None]:
+        """The headers to store in clear, and the credential-bearing ones sealed."""
+        if not SECRET_HEADERS.intersection(headers):
+            return headers, None
+        secret = {k: v for k, v in headers.items() if k in SECRET_HEADERS}
+        clear = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
+        return clear, self.fp.sealer.seal(json.dumps(secret))
+
+    def _to_model(self, row: InboxRow) -> InboxItem:
+        headers = json.loads(row.headers or "{}")
+        if row.sealed_headers:
+            headers.update(json.loads(self.fp.sealer.open(row.sealed_headers)))
+        return InboxItem(
+            id=row.id, adapter=row.adapter, channel=row.channel, channel_id=row.channel_id,
+            request=RawRequest(method=row.method, path=row.path,
+                               query_string=row.query_string, headers=headers,
+                               body=bytes(row.body), remote_addr=row.remote_addr,
+                               received_at=row.received_at),
+            state=InboxState(row.state), reason=row.reason, attempts=row.attempts,
+            processed_at=row.processed_at, event_id=row.event_id)
+
 
 def _reason(reason: str | None) -> str | None:
     return reason[:MAX_REASON] if reason else None
 
 
-def _to_model(row: InboxRow) -> InboxItem:
-    return InboxItem(
-        id=row.id, adapter=row.adapter, channel=row.channel, channel_id=row.channel_id,
-        request=RawRequest(method=row.method, path=row.path, query_string=row.query_string,
-                           headers=json.loads(row.headers or "{}"), body=bytes(row.body),
-                           remote_addr=row.remote_addr, received_at=row.received_at),
-        state=InboxState(row.state), reason=row.reason, attempts=row.attempts,
-        processed_at=row.processed_at, event_id=row.event_id)

@@ -79,19 +79,24 @@ class Payments:
     # -- recording -------------------------------------------------------------------------
     def record(self, event: PaymentEvent, *, channel: Channel | None = None,
                inbox_id: int | None = None, received_at: datetime | None = None,
-               connection: Raw | None = None) -> RecordResult:
+               txn_scope: str = "", connection: Raw | None = None) -> RecordResult:
         """Store one reported payment and apply it to its reference (see module doc).
 
         Atomic on its own (one statement on PostgreSQL, one transaction on SQLite; see
         :mod:`feepay.recording`), on ``connection`` when given. A second delivery of the
         same event changes nothing and reports the earlier event as a duplicate.
+
+        ``txn_scope``: ``""`` when ``event.provider_txn_id`` is unique provider-wide; else
+        the scope it is unique in (bank adapters pass their channel id — see
+        :meth:`adapters.callbacks.CallbackAdapter.txn_scope`).
         """
         if event.amount < 0:
             raise ValidationError("a payment amount cannot be negative", field="amount")
         target = recording.Target(
             channel_id=channel.id if channel else None,
             account_id=channel.account_id if channel else None, inbox_id=inbox_id,
-            received_at=require_aware(received_at or now_utc(), "received_at"))
+            received_at=require_aware(received_at or now_utc(), "received_at"),
+            txn_scope=txn_scope)
         link = find_reference(event)
         with dbapi.connect(self.fp.db, connection) as raw:
             return recording.record(raw, event, link, target)

@@ -8,8 +8,8 @@ transaction). Its data-modifying CTEs
 
 1. ``ref``: lock the reference row (``SELECT … FOR UPDATE``: concurrent payments of one
    reference queue here, and each sees the amounts the previous one committed);
-2. ``ins``: insert the event ``ON CONFLICT (adapter, provider_txn_id, status) DO NOTHING``,
-   its ``applied`` and ``flags`` computed from the locked row — the unique constraint
+2. ``ins``: insert the event ``ON CONFLICT (adapter, txn_scope, provider_txn_id, status)
+   DO NOTHING``, its ``applied`` and ``flags`` computed from the locked row — the unique constraint
    decides what is a duplicate, never a read-then-write;
 3. ``upd``: the guarded update of the reference — only if ``ins`` inserted the event and
    the event applies, so a duplicate delivery cannot count twice;
@@ -79,12 +79,18 @@ class RefBefore:
 
 @dataclass(frozen=True)
 class Target:
-    """Where the event comes from and goes: channel, inbox row, time of receipt."""
+    """Where the event comes from and goes: channel, inbox row, time of receipt.
+
+    ``txn_scope`` is part of the idempotency key: ``""`` when the provider's transaction
+    ids are unique provider-wide (gateways), the channel id when they are unique only per
+    source account (banks: two banks may both send ``id`` 42).
+    """
 
     channel_id: int | None
     account_id: int | None
     inbox_id: int | None
     received_at: datetime
+    txn_scope: str = ""
 
 
 # --- the rules -------------------------------------------------------------------------------
@@ -162,8 +168,8 @@ def assess(event: PaymentEvent, link: Link, ref: RefBefore | None,
 
 # --- the statements --------------------------------------------------------------------------
 
-_EVENT_COLUMNS = ("adapter, channel_id, account_id, provider_txn_id, status, reference_id, "
-                  "reference_code, order_id, amount, paid_at, memo, payer_name, "
+_EVENT_COLUMNS = ("adapter, txn_scope, channel_id, account_id, provider_txn_id, status, "
+                  "reference_id, reference_code, order_id, amount, paid_at, memo, payer_name, "
                   "payer_account, account_number, bank_ref, flags, applied, received_at, "
                   "inbox_id, raw")
 _NEW_PAID = "amount_paid + :amount"
@@ -175,7 +181,8 @@ _APPLY_SET = f"""
                    ELSE paid_at END"""
 _PAYABLE_SQL = ", ".join(f"'{s}'" for s in PAYABLE)
 
-_EVENT_TYPES = {"adapter": "text", "channel_id": "int", "account_id": "int", "txn": "text",
+_EVENT_TYPES = {"adapter": "text", "scope": "text", "channel_id": "int", "account_id": "int",
+                "txn": "text",
                 "status": "text", "code": "text", "order_id": "text", "amount": "int",
                 "paid_at": "ts", "memo": "text", "payer_name": "text",
                 "payer_account": "text", "account_number": "text", "bank_ref": "text",
@@ -191,7 +198,7 @@ WITH ref AS (
        FOR UPDATE
 ), ins AS (
     INSERT INTO payment_events ({_EVENT_COLUMNS})
-    SELECT :adapter, :channel_id, :account_id, :txn, :status, r.id, :code, :order_id,
+    SELECT :adapter, :scope, :channel_id, :account_id, :txn, :status, r.id, :code, :order_id,
            :amount, :paid_at, :memo, :payer_name, :payer_account, :account_number,
            :bank_ref,
            CASE WHEN r.id IS NULL THEN :no_ref_flags
@@ -215,7 +222,7 @@ WITH ref AS (
                 ELSE '' END,
            COALESCE(r.applies, false), :received_at, :inbox_id, :raw
       FROM (SELECT 1) AS one LEFT JOIN ref r ON true
-    ON CONFLICT (adapter, provider_txn_id, status) DO NOTHING
+    ON CONFLICT (adapter, txn_scope, provider_txn_id, status) DO NOTHING
     RETURNING id, flags, applied, reference_id
 ), upd AS (
     UPDATE payment_references SET {_APPLY_SET}
@@ -234,7 +241,8 @@ SELECT ins.id, ins.flags, ins.applied, r.id, r.state, r.amount_due, r.amount_pai
 PG_DUPLICATE = dbapi.Statement("record_duplicate", """
 WITH ev AS (
     SELECT id, amount, reference_code, reference_id, applied, flags FROM payment_events
-     WHERE adapter = :adapter AND provider_txn_id = :txn AND status = :status
+     WHERE adapter = :adapter AND txn_scope = :scope AND provider_txn_id = :txn
+       AND status = :status
 ), inb AS (
     UPDATE callback_inbox
        SET state = 'processed', processed_at = :now, event_id = ev.id,
@@ -249,10 +257,10 @@ SELECT id, state, amount_due, amount_paid, expires_at < :paid_at, account_id
 """, _EVENT_TYPES)
 _LITE_INSERT = dbapi.Statement("sqlite_insert", f"""
 INSERT INTO payment_events ({_EVENT_COLUMNS})
-VALUES (:adapter, :channel_id, :account_id, :txn, :status, :reference_id, :code, :order_id,
+VALUES (:adapter, :scope, :channel_id, :account_id, :txn, :status, :reference_id, :code, :order_id,
         :amount, :paid_at, :memo, :payer_name, :payer_account, :account_number, :bank_ref,
         :flags, :applied, :received_at, :inbox_id, :raw)
-ON CONFLICT (adapter, provider_txn_id, status) DO NOTHING
+ON CONFLICT (adapter, txn_scope, provider_txn_id, status) DO NOTHING
 RETURNING id
 """, {**_EVENT_TYPES, "reference_id": "int", "flags": "text", "applied": "bool"})
 _LITE_APPLY = dbapi.Statement(
@@ -260,7 +268,8 @@ _LITE_APPLY = dbapi.Statement(
     {**_EVENT_TYPES, "reference_id": "int"})
 _LITE_EXISTING = dbapi.Statement("sqlite_existing", """
 SELECT id, amount, reference_code, reference_id, applied, flags FROM payment_events
- WHERE adapter = :adapter AND provider_txn_id = :txn AND status = :status
+ WHERE adapter = :adapter AND txn_scope = :scope AND provider_txn_id = :txn
+       AND status = :status
 """, _EVENT_TYPES)
 _LITE_INBOX = dbapi.Statement("sqlite_inbox_done", """
 UPDATE callback_inbox
@@ -272,7 +281,8 @@ UPDATE callback_inbox
 
 def _params(raw: Raw, event: PaymentEvent, link: Link, target: Target) -> dict[str, object]:
     return {
-        "adapter": event.provider, "channel_id": target.channel_id,
+        "adapter": event.provider, "scope": target.txn_scope,
+        "channel_id": target.channel_id,
         "account_id": target.account_id, "txn": event.provider_txn_id,
         "status": event.status.value, "code": link.code,
         "order_id": (event.order_id or None) and event.order_id[:100],

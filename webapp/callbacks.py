@@ -8,13 +8,17 @@ first, verifies, parses, records and picks the provider's reply. See docs/callba
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from adapters.callbacks import Reply
 from feepay.inbox import keep_headers
 from feepay.models import RawRequest
 from feepay.money import now_utc
 
+log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
 
 
@@ -47,3 +51,14 @@ def _send(reply: Reply) -> Response:
     for name, value in reply.headers.items():
         resp.headers[name] = value
     return resp
+
+
+@bp.errorhandler(Exception)
+def unexpected(exc: Exception) -> Response | HTTPException:
+    """Anything that escaped the pipeline (the database down before the inbox commit):
+    a JSON 503, so the provider retries — never an HTML error page."""
+    if isinstance(exc, HTTPException):
+        return exc
+    log.exception("callback %s failed before it could be stored", request.path)
+    return Response(b'{"error":"temporary error, retry"}', status=503,
+                    content_type="application/json")

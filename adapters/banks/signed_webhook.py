@@ -92,6 +92,7 @@ class SignedBankWebhook(CallbackAdapter):
     methods = ("POST",)
     secret_names = ("webhook_secret",)
     settings_help = {"tolerance_seconds": "signature timestamp tolerance (default 300)"}
+    setting_values = {"tolerance_seconds": float}
 
     def verify(self, request: RawRequest, credentials: Credentials) -> None:
         secrets = require_secrets(credentials, "webhook_secret")["webhook_secret"]
@@ -109,7 +110,7 @@ class SignedBankWebhook(CallbackAdapter):
         except PydanticError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "body"
-            raise MalformedCallback(f"{where}: {err['msg']}", field=where) from None
+            raise MalformedCallback(err["msg"], field=where) from None
         if credit.direction == "debit":
             return None
         amount = amount_of(credit.amount, "amount")
@@ -139,7 +140,7 @@ class SignedBankWebhook(CallbackAdapter):
 
     def reply_rejected(self, error: FeepayError) -> Reply:
         status = 401 if isinstance(error, SignatureError) else 400
-        return Reply.json({"ok": False, "error": error.message}, status=status)
+        return Reply.json({"ok": False, "error": str(error)}, status=status)
 
     def reply_error(self) -> Reply:
         return Reply.json({"ok": False, "error": "temporary error, retry"}, status=503)

@@ -79,6 +79,8 @@ class InboxRow(Base):
     path: Mapped[str] = mapped_column(String(300))
     query_string: Mapped[str] = mapped_column(Text, default="")
     headers: Mapped[str] = mapped_column(Text, default="{}")
+    # headers that carry a credential (an API key), Fernet-sealed as one JSON object
+    sealed_headers: Mapped[str | None] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     body_size: Mapped[int] = mapped_column(default=0)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
@@ -103,6 +105,9 @@ class PaymentEventRow(Base):
     adapter: Mapped[str] = mapped_column(String(40))
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"), index=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("collection_accounts.id"))
+    # '' when the provider's transaction ids are unique provider-wide (gateways); the
+    # channel id when they are unique only per source account (banks) — see recording
+    txn_scope: Mapped[str] = mapped_column(String(20), default="", server_default="")
     provider_txn_id: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(10))
     reference_id: Mapped[int | None] = mapped_column(ForeignKey("payment_references.id"),
@@ -123,7 +128,7 @@ class PaymentEventRow(Base):
     raw: Mapped[str] = mapped_column(Text, default="{}")
 
     __table_args__ = (
-        UniqueConstraint("adapter", "provider_txn_id", "status"),
+        UniqueConstraint("adapter", "txn_scope", "provider_txn_id", "status"),
         CheckConstraint("status IN ('success','failed','pending')", name="status"),
         Index("ix_payment_events_account_paid", "account_id", "paid_at"),
     )
@@ -156,6 +161,8 @@ def _register_sealed() -> None:
     entry = (ChannelSecretRow, "value_enc")
     if entry not in crypto.SEALED_COLUMNS:
         crypto.SEALED_COLUMNS.append(entry)
+    if (InboxRow, "sealed_headers") not in crypto.SEALED_COLUMNS:
+        crypto.SEALED_COLUMNS.append((InboxRow, "sealed_headers"))
     if not any(cls is ChannelSecretRow for cls, *_ in crypto.BLIND_INDEXES):
         crypto.BLIND_INDEXES.append(
             (ChannelSecretRow, "fingerprint", lambda row, sealer: sealer.open(row.value_enc)))

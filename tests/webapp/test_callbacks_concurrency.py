@@ -6,6 +6,7 @@ burst with duplicates and forgeries, and a SIGKILL during a burst followed by
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -237,3 +238,54 @@ def test_sigkill_during_burst_then_replay(fp: FeePay, world: CallbackWorld,
     print(f"\nkill test: acked {len(acked)}, recorded {len(recorded)}, "
           f"received-but-unprocessed at kill {before['inbox'].get('received', 0)}, "
           f"replayed {replay['replayed']}")
+
+
+@POSTGRES
+def test_sigkill_between_inbox_commit_and_recording_then_replay(
+        fp: FeePay, world: CallbackWorld, server: Server) -> None:
+    """Deterministic variant of the kill test: requests are committed to the inbox and
+    then held before recording (a lock on their reference, taken by the test), the server
+    is killed with SIGKILL and the database sessions it had are terminated (as a crashed
+    host's would be). Every one of those requests is then recovered by ``inbox replay`` —
+    recorded once, applied once."""
+    from sqlalchemy import create_engine, text
+
+    ref = world.issue(fp, "HS-KILL-HELD")
+    calls = [T.bank_webhook(SECRETS["bankhook"]["webhook_secret"], txn_id=f"FT-H{i}",
+                            amount=10_000, memo=ref.code)
+             for i in range(3)]  # fewer than one worker's threads: none waits for a thread
+    blocker = create_engine(fp.db.url)
+    with blocker.connect() as held:
+        held.execute(text("SELECT id FROM payment_references WHERE code = :c FOR UPDATE"),
+                     {"c": ref.code})
+        senders = [threading.Thread(target=lambda c=c: _try_deliver(server.url, c))
+                   for c in calls]
+        for t in senders:
+            t.start()
+        deadline = time.monotonic() + 20
+        while counts(fp)["inbox"].get("received", 0) < len(calls):
+            assert time.monotonic() < deadline, counts(fp)
+            time.sleep(0.05)
+        server.kill()
+        held.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND wait_event_type = 'Lock'"))
+        held.rollback()
+    blocker.dispose()
+    for t in senders:
+        t.join(10)
+    assert counts(fp)["events"] == 0 and counts(fp)["inbox"] == {"received": len(calls)}
+
+    out = CliRunner().invoke(main, ["--db", fp.db.url, "inbox", "replay", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["outcomes"] == {"processed": len(calls)}
+    after = counts(fp)
+    assert after["events"] == len(calls) and after["inbox"] == {"processed": len(calls)}
+    assert fp.references.get(ref.code).amount_paid == 10_000 * len(calls)
+
+
+def _try_deliver(url: str, call: SignedCall) -> None:
+    # the server is killed while the request waits: it is never acknowledged
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        deliver(url, "/callbacks/bankhook/bankhook", call, 30)
