@@ -11,33 +11,29 @@ import json
 import click
 
 from feepay import clikit
+from feepay.channels import check_name
 from feepay.exceptions import ValidationError
 
 
-def _registry():  # noqa: ANN202
-    from adapters.registry import default_registry
-
-    return default_registry()
-
-
-def _parse_pairs(pairs: tuple[str, ...], what: str, *, prompt: bool) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _parse_pairs(pairs: tuple[str, ...], what: str, *, prompt: bool) -> dict[str, str | None]:
+    """``NAME=VALUE`` options as a dict; ``NAME`` alone (when ``prompt``) maps to ``None``,
+    to be prompted for once the names have been checked."""
+    out: dict[str, str | None] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         name = name.strip()
         if not name:
             raise ValidationError(f"--{what} needs NAME=VALUE", field=what)
-        if not sep:
-            if not prompt:
-                raise ValidationError(f"--{what} {name} needs =VALUE", field=what)
-            value = click.prompt(f"{name}", hide_input=True, confirmation_prompt=True)
-        out[name] = value
+        if not sep and not prompt:
+            raise ValidationError(f"--{what} {name} needs =VALUE", field=what)
+        out[name] = value if sep else None
     return out
 
 
 def _settings(pairs: tuple[str, ...]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in _parse_pairs(pairs, "setting", prompt=False).items():
+        assert value is not None  # prompt=False: every setting has =VALUE
         try:
             out[key] = json.loads(value)
         except ValueError:
@@ -51,7 +47,8 @@ def _describe(ch) -> str:  # noqa: ANN001
     lines = [f"{ch.name}: {ch.adapter}, {acct}{merch}, "
              f"{'active' if ch.active else 'disabled'} — URL /callbacks/{ch.adapter}/{ch.name}"]
     for s in ch.secrets:
-        state = "active" if s.active else f"retired {s.retired_at:%d/%m/%Y %H:%M}"
+        state = (f"active since {clikit.local_time(s.created_at)}" if s.active
+                 else f"retired {clikit.local_time(s.retired_at)}")
         lines.append(f"  secret #{s.id} {s.name} [{s.fingerprint}] {state}")
     return "\n".join(lines)
 
@@ -74,22 +71,49 @@ def channels() -> None:
 @clikit.command
 def add(fp, name: str, adapter: str, account_id: int | None, merchant_id: str | None,  # noqa: ANN001
         secrets: tuple[str, ...], settings: tuple[str, ...], as_json: bool) -> None:
-    """Create channel NAME; callbacks then go to /callbacks/<adapter>/NAME."""
-    impl = _registry().get(adapter)
+    """Create channel NAME; callbacks then go to /callbacks/<adapter>/NAME.
+
+    Secret and setting names are checked against the adapter (`feepay channels
+    adapters`); a bank adapter's channel needs --account.
+    """
     conf = _settings(settings)
-    values = _parse_pairs(secrets, "secret", prompt=True)
-    known = set(impl.secret_names) | set(impl.optional_secrets)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValidationError(f"{adapter} takes secrets {', '.join(sorted(known))}; "
-                              f"not {', '.join(unknown)}", field="secret")
-    missing = [n for n in impl.required_secrets(conf) if n not in values]
-    if missing:
-        raise ValidationError(f"{adapter} needs secret(s) {', '.join(missing)}",
-                              field="secret")
+    given = _parse_pairs(secrets, "secret", prompt=True)
+    check_name(name)
+    # refuse bad names before asking for any value (the library checks again on add)
+    fp.channels.check(adapter, secrets=given, settings=conf, account_id=account_id)
+    values = {k: v if v is not None else
+              click.prompt(k, hide_input=True, confirmation_prompt=True)
+              for k, v in given.items()}
     ch = fp.channels.add(name, adapter, secrets=values, account_id=account_id,
                          merchant_id=merchant_id, settings=conf, actor="cli")
     clikit.emit(as_json, ch, lambda: _describe(ch))
+
+
+@channels.command("adapters")
+@clikit.json_option
+def adapters_(as_json: bool) -> None:
+    """The callback adapters, with the secrets and settings a channel of each takes."""
+    from adapters.registry import default_registry
+
+    reg = default_registry()
+    items = []
+    for adapter_name in reg.names():
+        a = reg.get(adapter_name)
+        items.append({"name": a.name, "kind": a.kind, "title": a.title,
+                      "secrets": list(a.secret_names),
+                      "optional_secrets": [n for n in a.optional_secrets
+                                           if n not in a.secret_names],
+                      "settings": dict(a.settings_help)})
+
+    def human() -> str:
+        out = []
+        for i in items:
+            secrets = ", ".join([*i["secrets"], *(f"[{n}]" for n in i["optional_secrets"])])
+            out.append(f"{i['name']:<9} {i['kind']:<8} secrets: {secrets or '-'}  — {i['title']}")
+            out += [f"          setting {k}: {v}" for k, v in i["settings"].items()]
+        return "\n".join(out)
+
+    clikit.emit(as_json, {"adapters": items}, human)
 
 
 @channels.command("list")
@@ -112,7 +136,11 @@ def list_(fp, as_json: bool) -> None:  # noqa: ANN001
 @clikit.command
 def rotate_secret(fp, name: str, secret_name: str, value: str | None,  # noqa: ANN001
                   retire_previous: bool, as_json: bool) -> None:
-    """Add a new value of SECRET_NAME to channel NAME (old values stay accepted)."""
+    """Add a new value of SECRET_NAME to channel NAME (old values stay accepted).
+
+    SECRET_NAME must be one the channel's adapter declares (`feepay channels adapters`).
+    """
+    fp.channels.check_rotation(name, secret_name)  # before prompting for the value
     if value is None:
         value = click.prompt(secret_name, hide_input=True, confirmation_prompt=True)
     ch = fp.channels.rotate_secret(name, secret_name, value,

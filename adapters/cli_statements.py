@@ -22,9 +22,9 @@ from typing import Any
 import click
 
 from adapters.statements.registry import adapters, import_file, parse_file
-from feepay.clikit import EXIT_INVALID, command, emit, json_option
+from feepay.clikit import EXIT_INVALID, command, emit, json_option, local_time
 from feepay.exceptions import FeepayError
-from feepay.money import VN_TZ, format_date, format_vnd
+from feepay.money import format_date, format_vnd
 
 
 def _default_actor() -> str:
@@ -149,8 +149,7 @@ def imports_cmd(fp, account_id: int | None, limit: int, as_json: bool) -> None: 
             return "no imports yet"
         out = []
         for r in rows:
-            when = r["imported_at"].astimezone(VN_TZ)
-            out.append(f"#{r['id']:<5} {when:%d/%m/%Y %H:%M} {r['actor']:<12} "
+            out.append(f"#{r['id']:<5} {local_time(r['imported_at'])} {r['actor']:<12} "
                        f"acct {r['account_id']:<4} {r['format']:<12} {r['lines_total']:>7} "
                        f"lines {r['lines_new']:>7} new  {r['file_name']}  "
                        f"sha256:{r['file_sha256'][:12]}")

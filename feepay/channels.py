@@ -8,18 +8,27 @@ accepted, then :meth:`Channels.retire_secret` (or ``retire_previous=True``) stop
 accepting the old one. A request is verified against the secrets that were active when
 it was *received*, so replaying the inbox after a rotation still verifies old requests.
 
-The core does not know adapters: which secret names an adapter needs is checked by the
-caller (``adapters/cli_channels.py``) through the adapter registry.
+Every write is checked against what the channel's adapter declares (:class:`AdapterSpec`:
+its ``kind``, ``secret_names``, ``optional_secrets``, ``settings_help`` and, optionally,
+``setting_values``), here in the library so the CLI and API users get the same refusals:
+an unknown secret or setting name, a setting value the adapter does not accept, a missing
+required secret, or a bank channel without its collection account (without one,
+``account_mismatch`` could never be flagged). The core does not import adapters at module
+level: :attr:`Channels.adapter_lookup` finds the adapter by name — by default through the
+adapter registry (``adapters.registry``, imported on first use); an embedding application
+or a test may set its own lookup.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +55,93 @@ class _Cached:
     credentials: Credentials
 
 
+class AdapterSpec(Protocol):
+    """What the library needs to know of a callback adapter to check a channel's setup.
+
+    :class:`adapters.callbacks.CallbackAdapter` provides all of it. An adapter may also
+    declare ``setting_values: dict[str, rule]`` — the values a setting accepts, where a
+    rule is a tuple of allowed values, ``float``/``int`` (a number ≥ 0) or ``str`` (a
+    non-empty text); settings without a rule take any value.
+    """
+
+    name: str
+    kind: str
+    secret_names: tuple[str, ...]
+    optional_secrets: tuple[str, ...]
+    settings_help: dict[str, str]
+
+    def required_secrets(self, settings: dict[str, object]) -> tuple[str, ...]: ...
+
+
+def _registry_lookup(adapter: str) -> AdapterSpec:
+    """The installed adapter called ``adapter`` (raises UnknownAdapter)."""
+    from adapters.registry import get_adapter  # lazy: the core does not import adapters
+
+    return get_adapter(adapter)
+
+
+def check_secret_name(spec: AdapterSpec, secret_name: str) -> str:
+    """Refuse a secret name the adapter does not declare (a typo would otherwise be stored
+    as an extra "active" secret that nothing reads, and retire nothing)."""
+    allowed = (*spec.secret_names, *(n for n in spec.optional_secrets
+                                     if n not in spec.secret_names))
+    if secret_name not in allowed:
+        raise ValidationError(f"{spec.name} channels hold the secret(s) "
+                              f"{', '.join(allowed) or '(none)'}; {secret_name!r} is not "
+                              "one of them", field="secret")
+    return secret_name
+
+
+def check_settings(spec: AdapterSpec, settings: dict[str, object]) -> dict[str, object]:
+    """Refuse settings the adapter does not read, and values it does not accept (an
+    ``auth=hmca`` typo would otherwise fall back to the default mode silently).
+    ``None`` means "the default" and is accepted for every known setting."""
+    known = spec.settings_help
+    rules: dict[str, object] = getattr(spec, "setting_values", None) or {}
+    for key, value in settings.items():
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise ValidationError(f"{spec.name} has no setting {key!r} (its settings: "
+                                  f"{names})", field="setting")
+        rule = rules.get(key)
+        if value is None or rule is None:
+            continue
+        if isinstance(rule, tuple | list | frozenset | set):
+            if value not in rule:
+                raise ValidationError(f"setting {key} of {spec.name} is one of "
+                                      f"{', '.join(map(str, rule))}; not {value!r}",
+                                      field="setting")
+        elif rule in (int, float):
+            ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                  and math.isfinite(value) and value >= 0
+                  and (rule is float or isinstance(value, int)))
+            if not ok:
+                raise ValidationError(f"setting {key} of {spec.name} is a number ≥ 0; not "
+                                      f"{value!r}", field="setting")
+        elif rule is str and (not isinstance(value, str) or not value.strip()):
+            raise ValidationError(f"setting {key} of {spec.name} is a non-empty text; not "
+                                  f"{value!r}", field="setting")
+    return settings
+
+
+def check_channel(spec: AdapterSpec, *, secrets: Iterable[str],
+                  settings: dict[str, object], account_id: int | None) -> None:
+    """Everything :meth:`Channels.add` checks against the adapter, before any write."""
+    check_settings(spec, settings)
+    names = list(secrets)
+    for secret_name in names:
+        check_secret_name(spec, secret_name)
+    missing = [n for n in spec.required_secrets(settings) if n not in names]
+    if missing:
+        raise ValidationError(f"{spec.name} needs secret(s) {', '.join(missing)}",
+                              field="secret")
+    if spec.kind == "bank" and account_id is None:
+        raise ValidationError(f"{spec.name} is a bank adapter: its channel must name the "
+                              "collection account the bank reports on, so that credits on "
+                              "another account are flagged (account_mismatch)",
+                              field="account_id")
+
+
 def check_name(name: str) -> str:
     """Channel names appear in URLs: lower-case letters, digits, ``-`` and ``_``."""
     if not isinstance(name, str) or not _NAME.match(name):
@@ -61,6 +157,29 @@ class Channels:
         self.fp = fp
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        #: adapter name → its :class:`AdapterSpec` (raises UnknownAdapter); replaceable
+        self.adapter_lookup: Callable[[str], AdapterSpec] = _registry_lookup
+
+    # -- checking --------------------------------------------------------------------------
+    def spec(self, adapter: str) -> AdapterSpec:
+        """The adapter called ``adapter`` (UnknownAdapter, a NotFound, if none is)."""
+        if not adapter or not _NAME.match(adapter):
+            raise ValidationError("invalid adapter name", field="adapter")
+        return self.adapter_lookup(adapter)
+
+    def check(self, adapter: str, *, secrets: Iterable[str] = (),
+              settings: dict[str, object] | None = None,
+              account_id: int | None = None) -> AdapterSpec:
+        """Check a channel setup against its adapter without writing anything (the CLI
+        calls it before prompting for secret values); :meth:`add` does the same."""
+        spec = self.spec(adapter)
+        check_channel(spec, secrets=secrets, settings=settings or {}, account_id=account_id)
+        return spec
+
+    def check_rotation(self, name: str, secret_name: str) -> None:
+        """Refuse a secret name channel ``name``'s adapter does not declare (what
+        :meth:`rotate_secret` checks; the CLI asks before prompting for the value)."""
+        check_secret_name(self.spec(self.get(name).adapter), secret_name)
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, name: str, adapter: str, *, secrets: dict[str, str],
@@ -68,8 +187,7 @@ class Channels:
             settings: dict[str, object] | None = None, actor: str = "system") -> Channel:
         """Create a channel with its initial secrets (each sealed)."""
         check_name(name)
-        if not adapter or not _NAME.match(adapter):
-            raise ValidationError("invalid adapter name", field="adapter")
+        self.check(adapter, secrets=secrets, settings=settings or {}, account_id=account_id)
         for key, value in secrets.items():
             self._check_secret(key, value)
         now = now_utc()
@@ -102,6 +220,7 @@ class Channels:
         now = now_utc()
         with self.fp.db.session() as s:
             row = self._row(s, name)
+            check_secret_name(self.spec(row.adapter), secret_name)  # no write yet
             if retire_previous:
                 s.execute(update(ChannelSecretRow).where(
                     ChannelSecretRow.channel_id == row.id,

@@ -13,7 +13,7 @@ import click
 
 from feepay import reference as refcodes
 from feepay.banks import BANKS
-from feepay.clikit import command, emit, json_option
+from feepay.clikit import command, emit, json_option, local_time
 from feepay.exceptions import ValidationError
 from feepay.money import format_date, format_vnd
 
@@ -366,7 +366,7 @@ def audit_list(fp, object_type: str | None, object_id: str | None, as_json: bool
     """List audit entries."""
     rows = fp.audit.entries(object_type, object_id)
     emit(as_json, rows, lambda: "\n".join(
-        f"#{r['id']} {r['at']} {r['actor']} {r['action']} {r['object_type']}:"
+        f"#{r['id']} {local_time(r['at'])} {r['actor']} {r['action']} {r['object_type']}:"
         f"{r['object_id']} {r['reason'] or ''}" for r in rows))
 
 

@@ -4,7 +4,9 @@ Conventions (docs/cli.md):
 - every command accepts ``--json``; JSON goes to stdout, one document, stable keys;
 - human text goes to stdout, log lines and errors to stderr;
 - a refused input prints ``error: <field>: <reason>`` (or the JSON error object with
-  ``--json``) on stderr and exits with status 2; nothing is written.
+  ``--json``) on stderr and exits with status 2; nothing is written;
+- human text shows times in Asia/Ho_Chi_Minh local time, ``dd/mm/yyyy HH:MM``
+  (:func:`local_time`); JSON keeps ISO 8601 with the offset.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import click
 
 from feepay.exceptions import FeepayError
+from feepay.money import VN_TZ, require_aware
 
 EXIT_INVALID = 2
 
@@ -41,6 +44,21 @@ class CliState:
     def close(self) -> None:
         if self._fp is not None:
             self._fp.close()
+
+
+def local_time(moment: datetime | str | None, *, seconds: bool = False) -> str:
+    """``moment`` as people here read it: Asia/Ho_Chi_Minh, ``dd/mm/yyyy HH:MM[:SS]``.
+
+    Storage and JSON hold UTC (ISO 8601 with offset); a reader of human output should
+    not have to add 7 hours. Accepts an aware datetime or its ISO 8601 text (the audit
+    log hands out text); ``None`` prints as ``-``.
+    """
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    local = require_aware(moment).astimezone(VN_TZ)
+    return local.strftime("%d/%m/%Y %H:%M:%S" if seconds else "%d/%m/%Y %H:%M")
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,12 +87,14 @@ def emit(as_json: bool, data: object, human: str | Callable[[], str]) -> None:
 def command(f: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command body: pass ``fp`` first and turn FeepayError into exit 2 + stderr."""
 
+    # ``cli_state`` is positional-only: click passes every option as a keyword, so an
+    # option named like this parameter (``accounts list --state``) must not collide.
     @functools.wraps(f)
     @click.pass_obj
-    def wrapper(state: CliState, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(cli_state: CliState, /, *args: Any, **kwargs: Any) -> Any:
         as_json = kwargs.get("as_json", False)
         try:
-            return f(state.fp, *args, **kwargs)
+            return f(cli_state.fp, *args, **kwargs)
         except FeepayError as exc:
             if as_json:
                 click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, default=str),

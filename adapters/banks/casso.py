@@ -69,6 +69,7 @@ class Casso(CallbackAdapter):
     methods = ("POST",)
     secret_names = ("checksum_key",)
     settings_help = {"tolerance_seconds": "signature timestamp tolerance (default 300)"}
+    setting_values = {"tolerance_seconds": float}
 
     def verify(self, request: RawRequest, credentials: Credentials) -> None:
         keys = require_secrets(credentials, "checksum_key")["checksum_key"]

@@ -75,6 +75,7 @@ class Sepay(CallbackAdapter):
     optional_secrets = ("api_key", "webhook_secret")
     settings_help = {"auth": "apikey (default) or hmac",
                      "tolerance_seconds": "HMAC timestamp tolerance (default 300)"}
+    setting_values = {"auth": ("apikey", "hmac"), "tolerance_seconds": float}
 
     def required_secrets(self, settings: dict[str, object]) -> tuple[str, ...]:
         return ("webhook_secret",) if settings.get("auth") == "hmac" else ("api_key",)

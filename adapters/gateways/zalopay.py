@@ -109,6 +109,7 @@ class Zalopay(CallbackAdapter):
     secret_names = ("key2",)
     optional_secrets = ("key1",)
     settings_help = {"query_url": f"order-status API (default {QUERY_URL})"}
+    setting_values = {"query_url": str}
 
     def verify(self, request: RawRequest, credentials: Credentials) -> None:
         body = _envelope(request)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -37,6 +38,22 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     res = CliRunner().invoke(main, [*path, "--help"])
     assert res.exit_code == 0, res.output
     assert "Usage:" in res.output
+
+
+def leaf_commands(group=main, prefix=()):  # noqa: ANN001, ANN201
+    import click
+
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from leaf_commands(cmd, (*prefix, name))
+        else:
+            yield " ".join((*prefix, name))
+
+
+def test_every_command_is_documented() -> None:
+    """Every `--json` help points to docs/cli.md for the keys: each command is there."""
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert [name for name in leaf_commands() if f"`{name}" not in doc] == []
 
 
 def test_console_script_help() -> None:
