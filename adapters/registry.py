@@ -10,8 +10,9 @@ first use). A separate package adds its own by declaring an entry point in the g
 The entry point's name is the adapter name used in URLs (``/callbacks/mybank/<channel>``)
 and must equal the class's ``name``. A third-party adapter cannot replace a built-in one
 (the built-in wins and a warning is logged). Entry points that load something other than a
-:class:`~adapters.callbacks.CallbackAdapter` subclass (statement parsers share the group)
-are skipped by this registry. See docs/adapters.md.
+:class:`~adapters.callbacks.CallbackAdapter` subclass are skipped. Statement parsers have
+their own group, ``feepay.statements`` (:mod:`adapters.statements.registry`). See
+docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _plugins() -> dict[str, type[CallbackAdapter]]:
             log.exception("cannot load adapter entry point %s=%s", ep.name, ep.value)
             continue
         if not _is_callback_adapter(obj):
-            continue  # e.g. a statement parser registered in the same group
+            continue  # not a callback adapter (statement parsers: feepay.statements)
         if obj.name != ep.name:
             log.warning("entry point %s loads adapter named %r: ignored", ep.name, obj.name)
             continue

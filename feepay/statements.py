@@ -17,22 +17,28 @@ opening and closing balance) and a one-shot iterator of :class:`Line` values.
 2. **Store in one transaction.** The import record, then one
    ``INSERT INTO statement_lines … SELECT … FROM <staging> ON CONFLICT (account,
    fingerprint, occurrence) DO NOTHING``, the counts and an audit entry. Any error rolls
-   back all and drops the staging table. SQLite fills the staging table from a background
-   thread; PostgreSQL with ``COPY``.
+   back all and drops the staging table. SQLite fills the staging table with
+   ``executemany`` into its temp database; PostgreSQL with ``COPY``.
 
 Line fingerprint (documented in docs/statements.md)
 ---------------------------------------------------
 ``sha256("posting date|value time|direction|amount|bank reference|normalised memo")``,
 first 32 hex digits, where *posting date* is ISO ``YYYY-MM-DD``, *value time* is the
-value timestamp in UTC to the minute (``YYYY-MM-DD HH:MM``) or empty, *amount*
-the integer VND, *bank reference* as printed (or empty), *normalised memo* the memo
-upper-cased without diacritics, spaces and punctuation. The **occurrence** is the line's
-rank among the lines of the same file with the same fingerprint (1, 2, …).
+value timestamp in UTC at the precision the file gives it — ``YYYY-MM-DD HH:MM``, then
+``:SS`` when the seconds are not zero and ``.ffffff`` when the microseconds are not zero
+(:func:`fingerprint_time`) — or empty, *amount* the integer VND, *bank reference* as printed
+(or empty), *normalised memo* the memo upper-cased without diacritics, spaces and
+punctuation. The **occurrence** is the line's rank among the lines of the same file with
+the same fingerprint (1, 2, …).
 
 So: the same file twice stores nothing new; overlapping statements (1–3 Nov, then
 2–4 Nov) store only the new lines; two genuinely identical lines in one file (same amount,
-memo and minute) are occurrences 1 and 2 and both stay. The rule assumes each file holds
-*all* copies of such identical lines, which is true of bank exports (they cover whole days).
+memo and time) are occurrences 1 and 2 and both stay; two such lines at 09:05:10 and
+09:05:40 in two files that do not overlap are two lines (seconds count when the file has
+them). The rule assumes each file holds *all* copies of identical lines, which is true of
+bank exports (they cover whole days or time ranges, never half of one second). Writing the
+time without trailing zero fields keeps the fingerprints of formats that give minutes only
+(and of lines at ``HH:MM:00``) what they were when the time was cut to the minute.
 
 >>> fingerprint(Line(1, date(2025, 11, 3), 50000, "credit", memo="FP 7K3M"))
 'ae866a6c6010aa0b4cdb28e03efe8c0d'
@@ -169,12 +175,27 @@ def fingerprint(line: Line, memo_norm: str | None = None) -> str:
 
 
 def _digest(line: Line, day: str, memo_norm: str) -> bytes:
-    stamp = _SqliteStamp()(line.value_at)
-    key = (f"{day}|{stamp[:16] if stamp else ''}|{line.direction}|{line.amount}|"
-           f"{line.bank_ref or ''}|{memo_norm}")
+    key = (f"{day}|{fingerprint_time(_SqliteStamp()(line.value_at))}|{line.direction}|"
+           f"{line.amount}|{line.bank_ref or ''}|{memo_norm}")
     return hashlib.sha256(key.encode("utf-8")).digest()[:16]
 
 
+def fingerprint_time(utc: str | None) -> str:
+    """The fingerprint's value time from the stored UTC text ``YYYY-MM-DD HH:MM:SS.ffffff``.
+
+    Exact, but written without trailing zero fields: ``HH:MM`` when seconds and microseconds
+    are zero, ``HH:MM:SS`` when only the microseconds are, else the whole text. So a file
+    that gives seconds keeps them (09:05:10 and 09:05:40 are two lines), while a format that
+    gives minutes only keeps the fingerprint it had when the time was cut to the minute.
+
+    >>> [fingerprint_time(f"2025-11-03 02:05:{s}") for s in ("00.000000", "10.000000")]
+    ['2025-11-03 02:05', '2025-11-03 02:05:10']
+    """
+    if not utc:
+        return ""
+    if utc.endswith(".000000"):
+        return utc[:16] if utc[17:19] == "00" else utc[:19]
+    return utc
 
 
 _MMSS = [f"{m:02d}:{s:02d}" for m in range(60) for s in range(60)]
@@ -284,8 +305,8 @@ def _prepare(stream: StatementStream, on_first: Callable[[], None], staging: _St
             day_text = days[day] = day.isoformat()
             first = day if first is None or day < first else first
             last = day if last is None or day > last else last
-        utc = stamp(moment)  # also the fingerprint's time: UTC to the minute
-        digest = sha256(f"{day_text}|{utc[:16] if utc else ''}|{direction}|{amount}|"
+        utc = stamp(moment)  # stored (SQLite) and, exactly, in the fingerprint
+        digest = sha256(f"{day_text}|{fingerprint_time(utc)}|{direction}|{amount}|"
                         f"{ref or ''}|{norm}".encode()).digest()[:16]
         occurrence = seen.get(digest, 0) + 1
         seen[digest] = occurrence

@@ -181,6 +181,23 @@ def fast_dmy(text: str) -> tuple[date, datetime | None] | None:
         return None
 
 
+def nearest_second(moment: datetime) -> datetime:
+    """An Excel date cell's moment to the nearest second.
+
+    Spreadsheets store times as binary fractions of a day, so a reader may hand back
+    09:05:09.999 for 09:05:10; bank exports print whole seconds, and the time is part of the
+    line fingerprint, so it is rounded, not cut.
+    """
+    micro = moment.microsecond
+    if not micro:
+        return moment
+    return moment.replace(microsecond=0) + (_ONE_SECOND if micro >= 500_000 else _NO_TIME)
+
+
+_ONE_SECOND = timedelta(seconds=1)
+_NO_TIME = timedelta(0)
+
+
 def read_date_time(value: Any, *, source: str, row: int,
                    column: str) -> tuple[date, datetime | None]:
     """A date cell: the day, and the local moment (aware, Vietnam time) when a time is given.
@@ -190,14 +207,17 @@ def read_date_time(value: Any, *, source: str, row: int,
     print the document number under the date) is fine.
     """
     if isinstance(value, datetime):
+        value = nearest_second(value)
         moment = value if value.time() != time(0) else None
         return value.date(), moment.replace(tzinfo=VN_FIXED) if moment else None
     if isinstance(value, date):
         return value, None
     if isinstance(value, int | float) and not isinstance(value, bool):
         if 1 <= value < 2958466:
-            moment = _EXCEL_EPOCH + timedelta(days=float(value))
-            moment = moment.replace(microsecond=0)
+            # An Excel serial is a binary fraction of a day: 09:05:10 can come back as
+            # 09:05:09.99999…; round to the second (not truncate) — the time is part of
+            # the line fingerprint.
+            moment = _EXCEL_EPOCH + timedelta(seconds=round(float(value) * 86400))
             return (moment.date(),
                     moment.replace(tzinfo=VN_FIXED) if moment.time() != time(0) else None)
         raise ParseError(f"'{to_text(value)}' is not a date", source=source, line=row,

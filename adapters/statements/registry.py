@@ -1,11 +1,30 @@
 """Which formats exist, which one a file is in, and importing a file end to end.
 
 Built in: one declarative profile per bank and gateway in ``profiles/*.toml``, plus MT940,
-camt.053 and camt.054. Users add or correct profiles without writing Python: put TOML
-files (same keys as the built-in ones, see :mod:`adapters.statements.tabular`) in a
-directory or file named by ``FEEPAY_STATEMENT_PROFILES`` (several paths separated by
-``:``), or pass ``--profiles PATH`` on the command line. A user profile with the same
-``name`` as a built-in one replaces it.
+camt.053 and camt.054. Two ways to add a format, the later winning a name:
+
+1. **Third-party packages** declare an entry point in the group ``feepay.statements``
+   (:data:`GROUP`)::
+
+       [project.entry-points."feepay.statements"]
+       mybank = "feepay_mybank:MyBankStatement"
+
+   The entry point loads an :class:`~adapters.statements.base.Adapter` subclass (made with
+   no arguments), an adapter instance, or a function of no arguments returning one (how a
+   package ships a TOML profile: ``make_adapter(Profile.load(path))``). Its name must equal
+   the adapter's ``name``. A plugin cannot replace a built-in format (ignored with a
+   warning; correct a built-in profile with a user profile instead), and a plugin that
+   fails to load is logged and skipped — the other formats keep working. Entry points are
+   loaded, and their adapters made, once per process (:func:`reload_plugins` forgets
+   them): an adapter must be stateless, as the built-in ones are. The callback adapters'
+   group ``feepay.adapters`` is separate (:mod:`adapters.registry`): the two kinds have
+   different contracts and name spaces (``--format vnpay`` is a settlement layout,
+   ``/callbacks/vnpay`` an IPN).
+2. **User profiles** without writing Python: put TOML files (same keys as the built-in
+   ones, see :mod:`adapters.statements.tabular`) in a directory or file named by
+   ``FEEPAY_STATEMENT_PROFILES`` (several paths separated by ``:``), or pass
+   ``--profiles PATH`` on the command line. A user profile with the same ``name`` as a
+   built-in or plugin format replaces it.
 """
 
 from __future__ import annotations
@@ -13,6 +32,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from functools import lru_cache
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from adapters.statements.base import Adapter
@@ -28,11 +49,17 @@ log = logging.getLogger(__name__)
 
 BUILTIN_PROFILES = Path(__file__).parent / "profiles"
 ENV_PROFILES = "FEEPAY_STATEMENT_PROFILES"
+GROUP = "feepay.statements"
+KINDS = ("statement", "settlement")
 
 
 def profile_files(extra: Iterable[str | Path] = ()) -> list[Path]:
     """Built-in TOML profiles, then the user's (environment, then ``extra``)."""
-    files = sorted(BUILTIN_PROFILES.glob("*.toml"))
+    return sorted(BUILTIN_PROFILES.glob("*.toml")) + _user_profile_files(extra)
+
+
+def _user_profile_files(extra: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
     user = [p for p in os.environ.get(ENV_PROFILES, "").split(os.pathsep) if p.strip()]
     for entry in [*user, *extra]:
         path = Path(entry).expanduser()
@@ -46,17 +73,80 @@ def profile_files(extra: Iterable[str | Path] = ()) -> list[Path]:
     return files
 
 
+def plugins(builtin: Iterable[str] = ()) -> dict[str, Adapter]:
+    """Adapters registered by installed packages (group ``feepay.statements``), by name.
+
+    Names in ``builtin`` are refused with a warning: a plugin cannot shadow a built-in.
+    Entry points are loaded and their adapters made once per process, like the built-in
+    ones, so problems are logged once; :func:`reload_plugins` starts again.
+    """
+    return dict(_plugins(frozenset(builtin)))
+
+
+def reload_plugins() -> None:
+    """Forget the loaded entry points: the next :func:`adapters` call scans them again."""
+    _plugins.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def _plugins(reserved: frozenset[str]) -> tuple[tuple[str, Adapter], ...]:
+    found: list[tuple[str, Adapter]] = []
+    for ep in entry_points(group=GROUP):
+        if ep.name in reserved:
+            log.warning("statement entry point %s=%s ignored: %r is a built-in format",
+                        ep.name, ep.value, ep.name)
+            continue
+        try:
+            obj = ep.load()
+        except Exception:  # noqa: BLE001 - a broken plugin must not stop the other formats
+            log.exception("cannot load statement adapter entry point %s=%s", ep.name, ep.value)
+            continue
+        adapter = _plugin_adapter(ep.name, ep.value, obj)
+        if adapter is not None:
+            found.append((ep.name, adapter))
+    return tuple(found)
+
+
+def _plugin_adapter(name: str, target: str, obj: object) -> Adapter | None:
+    """The adapter an entry point loads, or None (logged) when it is not a usable one."""
+    if isinstance(obj, type) and not issubclass(obj, Adapter):
+        log.warning("statement entry point %s=%s is not an Adapter subclass: ignored",
+                    name, target)
+        return None
+    try:  # an instance as is; a class or a factory called with no arguments
+        adapter = obj if isinstance(obj, Adapter) or not callable(obj) else obj()
+    except Exception:  # noqa: BLE001 - as above
+        log.exception("cannot make the statement adapter of entry point %s=%s", name, target)
+        return None
+    if not isinstance(adapter, Adapter):
+        log.warning("statement entry point %s=%s gives %r, not an Adapter: ignored",
+                    name, target, type(adapter).__name__)
+        return None
+    if adapter.name != name or adapter.kind not in KINDS:
+        log.warning("statement entry point %s=%s gives an adapter named %r of kind %r "
+                    "(the name must equal the entry point's, the kind be one of %s): ignored",
+                    name, target, adapter.name, adapter.kind, "/".join(KINDS))
+        return None
+    return adapter
+
+
 def adapters(extra: Iterable[str | Path] = ()) -> dict[str, Adapter]:
-    """Every known adapter by name (later profiles replace earlier ones of the same name)."""
+    """Every known adapter by name: built-in profiles and formats, then plugins (entry
+    points, never replacing a built-in), then user profiles (replacing any of the same
+    name)."""
     out: dict[str, Adapter] = {}
-    for path in profile_files(extra):
+    for path in sorted(BUILTIN_PROFILES.glob("*.toml")):
         profile = Profile.load(path)
-        if profile.name in out:
-            log.info("statement profile %s from %s replaces the built-in one", profile.name,
-                     path)
         out[profile.name] = make_adapter(profile)
     for adapter in (Mt940(), Camt("053"), Camt("054")):
         out.setdefault(adapter.name, adapter)
+    out.update(plugins(out))
+    for path in _user_profile_files(extra):
+        profile = Profile.load(path)
+        if profile.name in out:
+            log.info("statement profile %s from %s replaces the format of that name",
+                     profile.name, path)
+        out[profile.name] = make_adapter(profile)
     return out
 
 

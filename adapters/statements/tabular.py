@@ -59,6 +59,7 @@ from adapters.statements.cells import (
     fold,
     is_blank,
     label_parts,
+    nearest_second,
     read_amount,
     read_date_time,
     to_text,
@@ -499,9 +500,10 @@ class StatementProfile(TableAdapter):
             if cell.__class__ is str and len(cell) >= 10 and cell[2] == "/" and cell[5] == "/":
                 parsed = fast_dmy(cell)  # dd/mm/yyyy[ HH:MM[:SS]], the usual case
             elif cell.__class__ is datetime:  # an Excel date cell (python-calamine)
+                if cell.microsecond:
+                    cell = nearest_second(cell)
                 parsed = (cell.date(), cell.replace(tzinfo=VN_FIXED)
-                          if cell.hour or cell.minute or cell.second or cell.microsecond
-                          else None)
+                          if cell.hour or cell.minute or cell.second else None)
             if parsed is None:
                 if is_blank(cell) or (isinstance(cell, str)
                                       and not cell.lstrip()[:1].isdigit()):

@@ -129,12 +129,76 @@ def test_fingerprint_is_documented_and_stable() -> None:
                 datetime(2025, 11, 3, 9, 30, 59, tzinfo=VN_TZ), "FT25307", "Nộp phí FP 7K")
     import hashlib
 
-    key = "2025-11-03|2025-11-03 02:30|credit|50000|FT25307|NOPPHIFP7K"  # value time: UTC
-    assert fingerprint(line) == hashlib.sha256(key.encode()).hexdigest()[:32]
-    # seconds and raw-memo spelling do not matter; the minute, amount, day and ref do
-    assert fingerprint(line._replace(value_at=line.value_at.replace(second=1),
-                                     memo="nop phi fp-7k")) == fingerprint(line)
+    def documented(when: str) -> str:
+        key = f"2025-11-03|{when}|credit|50000|FT25307|NOPPHIFP7K"  # value time: UTC
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    assert fingerprint(line) == documented("2025-11-03 02:30:59")
+    # a time without seconds (or at :00) keeps the minute-only form it always had
+    at_minute = line._replace(value_at=line.value_at.replace(second=0))
+    assert fingerprint(at_minute) == documented("2025-11-03 02:30")
+    assert fingerprint(line._replace(value_at=line.value_at.replace(microsecond=250_000))) \
+        == documented("2025-11-03 02:30:59.250000")
+    assert fingerprint(line._replace(value_at=None)) == documented("")
+    # raw-memo spelling does not matter; the second, amount, day and ref do
+    assert fingerprint(line._replace(memo="nop phi fp-7k")) == fingerprint(line)
+    assert fingerprint(line._replace(value_at=line.value_at.replace(second=1))) \
+        != fingerprint(line)
     assert fingerprint(line._replace(amount=50_001)) != fingerprint(line)
+
+
+def test_stored_fingerprint_is_the_documented_one(fp, accounts) -> None:  # noqa: ANN001
+    """The import's inlined per-line path and :func:`fingerprint` agree, line by line."""
+    _, result = import_file(fp, VCB_CSV, accounts["vcb"])
+    stored = fp.statements.lines(accounts["vcb"])
+    assert len(stored) == result.lines == 15
+    for r in stored:
+        line = Line(r["line_no"], r["posting_date"], r["amount"], r["direction"],
+                    r["value_at"], r["bank_ref"], r["memo_raw"])
+        assert r["fingerprint"] == fingerprint(line)
+
+
+def test_split_inside_a_minute_keeps_both_payments(fp, accounts, tmp_path) -> None:  # noqa: ANN001
+    """Two real credits, same amount and memo, no bank reference, at 09:05:10 and 09:05:40,
+    in two files that do not overlap: both are stored (the fingerprint keeps seconds)."""
+    at = datetime(2025, 11, 3, 9, 5, 10, tzinfo=VN_TZ)
+    first = (at, "", 50_000, "C", "FP7K3MQ9XA4C nop phi")
+    second = (at + timedelta(seconds=30), "", 50_000, "C", "FP7K3MQ9XA4C nop phi")
+    part1 = vcb_csv(tmp_path / "to-0905-30.csv", [first])
+    part2 = vcb_csv(tmp_path / "from-0905-30.csv", [second])
+    both = vcb_csv(tmp_path / "whole-minute.csv", [first, second])
+    _, a = import_file(fp, part1, accounts["vcb"])
+    _, b = import_file(fp, part2, accounts["vcb"])
+    assert (a.new, b.new) == (1, 1)
+    # the same files again and an export overlapping both store nothing new
+    for path in (part1, part2, both):
+        _, again = import_file(fp, path, accounts["vcb"])
+        assert again.new == 0 and again.duplicates == again.lines
+    stored = fp.statements.lines(accounts["vcb"])
+    assert sorted(r["value_at"].astimezone(VN_TZ).second for r in stored) == [10, 40]
+    assert [r["occurrence"] for r in stored] == [1, 1]
+
+
+def test_minute_only_export_still_deduplicates(fp, accounts, tmp_path) -> None:  # noqa: ANN001
+    """A template printing HH:MM only: the same file twice, and an overlapping one, store
+    each line once; two identical lines in one minute are occurrences 1 and 2."""
+    at = datetime(2025, 11, 3, 9, 5, tzinfo=VN_TZ)
+    rows = [(at, "", 50_000, "C", "FP nop phi"), (at, "", 50_000, "C", "FP nop phi"),
+            (at + timedelta(minutes=1), "", 8_000, "C", "FP khac")]
+
+    def minute_csv(path: Path, picked: list[tuple]) -> Path:
+        vcb_csv(path, picked)
+        text = path.read_text(encoding="utf-8").replace(":00,", ",")  # drop the seconds
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    whole = minute_csv(tmp_path / "whole.csv", rows)
+    assert "03/11/2025 09:05," in whole.read_text(encoding="utf-8")
+    _, a = import_file(fp, minute_csv(tmp_path / "first.csv", rows[:2]), accounts["vcb"])
+    _, b = import_file(fp, whole, accounts["vcb"])
+    _, c = import_file(fp, whole, accounts["vcb"])
+    assert (a.new, b.new, c.new) == (2, 1, 0)
+    assert sorted(r["occurrence"] for r in fp.statements.lines(accounts["vcb"])) == [1, 1, 2]
 
 
 # -- memos ----------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Property: any split of a day's lines into overlapping files, imported in any order (and
 some files twice), leaves exactly the day's lines stored — identical lines included.
 
-Files are cut between two different minutes, as a bank export by date or time range is: a
-file holds all copies of a line that occurs twice in the same minute (see the fingerprint
-rule in feepay/statements.py).
+Lines carry seconds, several in one minute, and files are cut between two different
+value times — also inside a minute (09:05:10 | 09:05:40), as an export by time range is:
+a file holds all copies of a line that occurs twice in the same second (see the
+fingerprint rule in feepay/statements.py). Some lines sit at ``HH:MM:00``, whose
+fingerprint has the minute-only form.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
@@ -22,7 +24,8 @@ from feepay.storage.tables_statements import StatementImportRow, StatementLineRo
 DAY = date(2025, 11, 3)
 MEMOS = ("FP7K3MQ9XA4C nop le phi", "Nộp phí chứng thực", "Phi SMS Banking", "CT DEN:12 fp7k")
 
-raw_line = st.tuples(st.integers(0, 7),                      # minute slot in the day
+raw_line = st.tuples(st.tuples(st.integers(0, 2),              # minute after 09:05
+                               st.sampled_from((0, 10, 40))),  # second
                      st.sampled_from((2_000, 8_000, 10_000)),  # amount
                      st.sampled_from(("credit", "debit")),
                      st.sampled_from(MEMOS),
@@ -45,11 +48,17 @@ def split_day(draw: st.DrawFn) -> tuple[list[tuple], list[list[tuple]]]:
     return lines, draw(st.permutations(files))
 
 
+# the reviewer's case: two real credits in one minute, in two files that do not overlap
+_CREDIT = (2_000, "credit", MEMOS[0], None)
+REVIEWED = ([((0, 10), *_CREDIT), ((0, 40), *_CREDIT)],
+            [[((0, 40), *_CREDIT)], [((0, 10), *_CREDIT)]])
+
+
 def _stream(rows: list[tuple], n: int) -> StatementStream:
     lines = iter([Line(k + 1, DAY, amount, direction,
                        datetime.combine(DAY, datetime.min.time(), VN_TZ)
-                       + timedelta(hours=9, minutes=slot), ref, memo)
-                  for k, (slot, amount, direction, memo, ref) in enumerate(rows)])
+                       + timedelta(hours=9, minutes=5 + minute, seconds=second), ref, memo)
+                  for k, ((minute, second), amount, direction, memo, ref) in enumerate(rows)])
     return StatementStream(StatementInfo(f"part{n}.csv", "test"), lines)
 
 
@@ -65,6 +74,7 @@ def test_overlapping_splits_store_exactly_the_days_lines(fp) -> None:  # noqa: A
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(split_day())
+    @example(REVIEWED)
     def check(case: tuple[list[tuple], list[list[tuple]]]) -> None:
         lines, files = case
         with fp.db.session() as s:
@@ -74,8 +84,8 @@ def test_overlapping_splits_store_exactly_the_days_lines(fp) -> None:  # noqa: A
             fp.statements.import_stream(_stream(rows, n), account, file_name=f"part{n}.csv",
                                         file_sha256=f"{n:064d}", file_size=len(rows))
         stored = Counter(
-            (r["value_at"].astimezone(VN_TZ).minute, r["amount"], r["direction"],
-             r["memo_raw"], r["bank_ref"]) for r in fp.statements.lines(account))
+            ((r["value_at"].astimezone(VN_TZ).minute - 5, r["value_at"].second), r["amount"],
+             r["direction"], r["memo_raw"], r["bank_ref"]) for r in fp.statements.lines(account))
         assert stored == Counter((slot, a, d, m, ref) for slot, a, d, m, ref in lines)
 
     check()
