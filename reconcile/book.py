@@ -37,6 +37,7 @@ from reconcile.models import (
     Reported,
     Rule,
     Settled,
+    builder,
 )
 from reconcile.nearmiss import corrections
 
@@ -152,6 +153,8 @@ class Book:
         self.payments: list[Payment] = []
         self._groups: dict[str, Payment | list[Payment]] = {}
         self._by_line: dict[int, Payment] | None = None
+        self._inserts = 0  # payments added to groups; see open_groups
+        self._open_codes: list[str] | None = None
         self._load_lines(inp)
 
     # -- loading -----------------------------------------------------------------------
@@ -170,7 +173,12 @@ class Book:
             p = Payment(line, today=True)
             found = line.codes if line.codes is not None else (
                 find(line.memo) if line.memo else ())
-            if found:
+            if len(found) == 1:  # the common case, without the two generators below
+                if found[0] in refs:
+                    p.codes = found
+                else:
+                    p.unknown = found
+            elif found:
                 known = tuple(c for c in found if c in refs)
                 p.codes = found if len(known) == len(found) else known
                 if len(known) != len(found):
@@ -185,6 +193,8 @@ class Book:
             self._insert(p.codes[0], p)
 
     def _insert(self, code: str, p: Payment, keep_order: bool = False) -> None:
+        self._inserts += 1
+        self._open_codes = None
         group = self._groups.get(code)
         if group is None:
             self._groups[code] = p
@@ -220,15 +230,28 @@ class Book:
         return iter(self._groups.items())
 
     def open_groups(self) -> Iterator[tuple[str, list[Payment]]]:
-        """(code, its open single-code payments) for every code that has any."""
-        for code, group in self._groups.items():
+        """(code, its open single-code payments) for every code that has any.
+
+        A payment never reopens, so a walk only needs the codes the previous complete walk
+        found open (four rules walk after *exact* has closed nearly all), unless a payment
+        was inserted since. Same codes, same order as walking every group.
+        """
+        groups, inserts = self._groups, self._inserts
+        codes = self._open_codes if self._open_codes is not None else list(groups)
+        survivors = []
+        for code in codes:
+            group = groups[code]
             if isinstance(group, Payment):
                 if group.is_open:
+                    survivors.append(code)
                     yield code, [group]
             else:
                 waiting = [p for p in group if p.is_open]
                 if waiting:
+                    survivors.append(code)
                     yield code, waiting
+        if self._inserts == inserts:
+            self._open_codes = survivors
 
     def group(self, code: str) -> list[Payment]:
         group = self._groups.get(code)
@@ -380,7 +403,7 @@ class Book:
             rule = Rule.GATEWAY
         elif rule is Rule.EXACT and p.via_callback:
             rule = Rule.CALLBACK
-        match = Match(rule, (Allocation(
+        match = _match(rule, (_allocation(
             line.id, line.posting_date, code, p.money, event.id if event is not None else None,
             p.batch_id, txn.provider_txn_id if txn is not None else None),))
         self.matches.append(match)
@@ -505,16 +528,20 @@ class Book:
 
     def _updates(self) -> tuple[ReferenceUpdate, ...]:
         out = []
-        prior, refs, account = self.prior, self.refs, self.account_id
-        for code in [c for c, st in self.state.items() if st.allocated or c in self.partial]:
-            if refs[code].account_id != account:
+        prior, refs, account, partial = self.prior, self.refs, self.account_id, self.partial
+        update = _update
+        for code, st in self.state.items():
+            if not (st.allocated or code in partial) or refs[code].account_id != account:
                 continue
-            st = self.state[code]
             p = prior.get(code)
             total = st.allocated + (p.allocated if p else 0)
             state = "settled" if st.remaining <= 0 else "partially_paid"
-            out.append(ReferenceUpdate(code, state, total, st.paid_at))
+            out.append(update(code, state, total, st.paid_at))
         return tuple(out)
+
+
+# a million of each a night: built without the frozen dataclasses' slower __init__
+_match, _allocation, _update = builder(Match), builder(Allocation), builder(ReferenceUpdate)
 
 
 def _line_order(line: Settled) -> tuple:

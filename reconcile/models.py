@@ -21,10 +21,11 @@ business or posting days.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -380,6 +381,28 @@ class DayResult:
         out.update(m.event_id for m in self.mismatches
                    if m.event_id is not None and m.category not in NOTICE_CATEGORIES)
         return out
+
+
+V = TypeVar("V")
+
+
+def builder(cls: type[V]) -> Callable[..., V]:
+    """A positional constructor for one of the frozen, slotted value classes above, taking
+    every field in order.
+
+    Why: a frozen dataclass's generated ``__init__`` sets each field through
+    ``object.__setattr__``, half the cost of building a value; this sets the slots
+    directly (0.4 µs instead of 0.75 µs for seven fields). The objects are the same —
+    same class, equal to and hashing like ones built the ordinary way. For the loader and
+    the engine, which build a million of them from values already of the right type.
+    """
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope.update({f"set{i}": getattr(cls, n).__set__ for i, n in enumerate(names)})
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    body = "".join(f"    set{i}(o, v{i})\n" for i in range(len(names)))
+    exec(f"def build({args}):\n    o = new(cls)\n{body}    return o\n", scope)  # noqa: S102
+    return scope["build"]
 
 
 DAY_INPUT: TypeAdapter[DayInput] = TypeAdapter(DayInput)

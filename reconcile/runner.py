@@ -25,6 +25,7 @@ import hashlib
 import logging
 import socket
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -186,6 +187,11 @@ class Reconciler:
             if skip_done and self.is_done(account_id, day):
                 return RunOutcome(account_id, day, "skipped", reason="already reconciled")
             started = now_utc()
+            # Millions of acyclic objects (rows, engine values, result rows): the cyclic
+            # collector would walk them again and again while they pile up (a tenth of a
+            # big run). Off for the run, back to what it was afterwards.
+            collecting = gc.isenabled()
+            gc.disable()
             try:
                 with self.fp.db.session() as s:
                     outcome = self._run(s, account_id, day, trigger, actor, started)
@@ -194,6 +200,9 @@ class Reconciler:
             except Exception as exc:
                 log.exception("reconciliation of account %s on %s failed", account_id, day)
                 return self._record_failure(account_id, day, trigger, actor, started, exc)
+            finally:
+                if collecting:
+                    gc.enable()
         if outcome.status == "unbalanced":
             log.error("SUM CHECK FAILED for account %s on %s: statement credits %s != "
                       "matched %s + held %s (run %s)", account_id, day,
@@ -216,11 +225,7 @@ class Reconciler:
         loaded = load_day(s, account_id, day, policy)
         phases = {"load": time.perf_counter() - clock}
         clock = time.perf_counter()
-        gc.disable()  # a million acyclic objects: the cyclic collector only costs time here
-        try:
-            result = reconcile_day(loaded.input)
-        finally:
-            gc.enable()
+        result = reconcile_day(loaded.input)
         phases["engine"] = time.perf_counter() - clock
         n_lines = len(loaded.input.lines)
         loaded.input = None  # type: ignore[assignment] - free the input before writing
@@ -231,13 +236,19 @@ class Reconciler:
         s.add(run)
         s.flush()
         now = now_utc()
-        moved, refused = write_result(s, run.id, result, loaded.ref_ids, now)
-        phases["write"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        check = sums(s, run.id, account_id, day)
-        phases["sum_check"] = time.perf_counter() - clock
+        # the digest is pure Python over the frozen result: a helper thread computes it
+        # while the database updates the references (the driver releases the GIL then)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-digest") as helper:
+            digested: list[Future[str]] = []
+            moved, refused = write_result(
+                s, run.id, result, loaded.ref_ids, now,
+                on_update=lambda: digested.append(helper.submit(result_digest, result)))
+            phases["write"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            check = sums(s, run.id, account_id, day)
+            phases["sum_check"] = time.perf_counter() - clock
+            digest = digested[0].result() if digested else result_digest(result)
         balanced = check.balanced and check.statement_credits == result.credits
-        digest = result_digest(result)
         run.status = "balanced" if balanced else "unbalanced"
         run.finished_at = now_utc()
         run.lines, run.matches, run.mismatches = (n_lines, len(result.matches),
