@@ -131,7 +131,8 @@ class Data:
             self.refs.append(dict(
                 code=ordered[i], dossier_code=f"BENCH-{i:07d}", items_key="bench",
                 competent_unit=units[acc], account_id=acc, amount_due=rng.choice(FEES),
-                amount_paid=0, state="issued", memo="", issued_at=issued, expires_at=expires))
+                amount_paid=0, state="issued", memo="", issued_at=issued, expires_at=expires,
+                cancelled_at=None))
         self._fill(n, accounts, rng, callbacks)
 
     def _fill(self, n: int, accounts: list[int], rng: random.Random, callbacks: float) -> None:
@@ -266,8 +267,10 @@ def setup(url: str, n: int, n_accounts: int, callbacks: float) -> dict[str, floa
     timings: dict[str, float] = {}
     fresh_database(url)
     fp = FeePay.open(url)
-    province = seed(fp)
+    province = seed(fp, communes=max(5, n_accounts - 1))  # the department + communes
     accounts = sorted(province.accounts.values())[:n_accounts]
+    if len(accounts) < n_accounts:
+        raise SystemExit(f"the demo province has only {len(accounts)} units with accounts")
     units = {a: u for u, a in province.accounts.items()}
     clock = time.perf_counter()
     data = Data(n, accounts, units, callbacks=callbacks)
@@ -370,7 +373,8 @@ def main() -> None:
     ap.add_argument("--scales", default="100000,1000000",
                     help="line counts to measure (comma-separated)")
     ap.add_argument("--accounts", type=int, default=6,
-                    help="collection accounts the lines are spread over (1-6)")
+                    help="collection accounts the lines are spread over (the demo province's "
+                         "department and communes: 1 to ~130)")
     ap.add_argument("--callbacks", type=float, default=0.97,
                     help="share of transfers with a bank-push callback")
     ap.add_argument("--sqlite-dir", default=None, help="where the SQLite file goes")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from feepay.api import FeePay
 
 CANCELLABLE = ("issued", "expired")
-_LIVE = text("state <> 'cancelled'")
+_LIVE = text("cancelled_at IS NULL")  # the predicate of uq_payment_references_live
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,10 @@ class ReferenceRow(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("collection_accounts.id"), index=True)
     amount_due: Mapped[int]
     amount_paid: Mapped[int] = mapped_column(default=0)
-    state: Mapped[str] = mapped_column(String(16), default="issued", index=True)
+    # not indexed on its own: the nightly run moves ~every reference paid → settled, and an
+    # index holding state would be rewritten for each (a random page per reference); the
+    # one partial index naming it (issued_expiry) holds neither 'paid' nor 'settled' rows
+    state: Mapped[str] = mapped_column(String(16), default="issued")
     memo: Mapped[str] = mapped_column(String(25))
     issued_at: Mapped[datetime] = mapped_column(index=True)
     expires_at: Mapped[datetime]
@@ -133,13 +136,19 @@ class ReferenceRow(Base):
     __table_args__ = (
         # one live reference per (dossier, items); a cancelled one frees the slot
         Index("uq_payment_references_live", "dossier_code", "items_key", unique=True,
-              sqlite_where=text("state <> 'cancelled'"),
-              postgresql_where=text("state <> 'cancelled'")),
+              sqlite_where=text("cancelled_at IS NULL"),
+              postgresql_where=text("cancelled_at IS NULL")),
+        # the expiry sweep: unpaid references by expiry
+        Index("ix_payment_references_issued_expiry", "expires_at",
+              sqlite_where=text("state = 'issued'"),
+              postgresql_where=text("state = 'issued'")),
         Index("ix_payment_references_dossier", "dossier_code"),
         CheckConstraint("amount_due > 0", name="amount_due_positive"),
         CheckConstraint(
             "state IN ('issued','partially_paid','paid','overpaid','settled','cancelled',"
             "'expired')", name="state"),
+        CheckConstraint("(state = 'cancelled') = (cancelled_at IS NOT NULL)",
+                        name="cancelled_at_iff_cancelled"),
     )
 
 

@@ -97,6 +97,7 @@ def test_recording_rules_match_the_documented_table(fp: FeePay, world: CallbackW
         with fp.db.session() as s:
             s.execute(update(ReferenceRow).where(ReferenceRow.code == ref.code).values(
                 state=state, amount_paid=paid,
+                cancelled_at=now if state == "cancelled" else None,
                 expires_at=now - timedelta(hours=1) if late else now + timedelta(days=1)))
         event = PaymentEvent(provider="bankhook", provider_txn_id=f"RULE{n}",
                              amount=amount, paid_at=now, status=status,
