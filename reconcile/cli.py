@@ -180,7 +180,7 @@ def mismatches_show(fp, mismatch_id: int, as_json: bool) -> None:  # noqa: ANN00
         if m.expected_amount is not None:
             lines.append(f"  expected: {format_vnd(m.expected_amount)}")
         lines += [f"  {k}: {v}" for k, v in m.evidence.items()]
-        lines += [f"  {h['at']:%d/%m/%Y %H:%M} {h['actor']}: {h['action']} — {h['reason']}"
+        lines += [f"  {clikit.local_time(h['at'])} {h['actor']}: {h['action']} — {h['reason']}"
                   for h in history]
         return "\n".join(lines)
 
