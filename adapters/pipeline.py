@@ -37,6 +37,7 @@ from adapters.callbacks import CallbackAdapter, Reply
 from adapters.registry import Registry, default_registry
 from feepay import dbapi
 from feepay.exceptions import FeepayError, MalformedCallback, SignatureError, UnknownAdapter
+from feepay.inbox import UNREADABLE
 from feepay.models import Channel, Credentials, InboxItem, InboxState, RawRequest
 from feepay.money import now_utc
 
@@ -235,6 +236,11 @@ def replay_pending(fp: FeePay, *, limit: int | None = None,
 def _replay_one(pipeline: CallbackPipeline, item: InboxItem) -> Outcome:
     """Replay one row; a failure is logged and reported, and the rows after it still run
     (the failed row stays ``received`` for the next replay)."""
+    if UNREADABLE in item.request.headers:
+        return Outcome(item.id, InboxState.RECEIVED, Reply.json(
+            {"error": "sealed headers unreadable"}, status=500),
+            "its sealed headers cannot be opened (is a key missing from "
+            "FEEPAY_SECRET_KEYS?); left for the next replay")
     try:
         return pipeline.replay(item)
     except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others

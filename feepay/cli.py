@@ -332,11 +332,15 @@ def keys_generate() -> None:
 @json_option
 @command
 def keys_rotate(fp, as_json: bool) -> None:
-    """Re-encrypt every sealed value with the first key in FEEPAY_SECRET_KEYS."""
+    """Re-encrypt every sealed value with the first key in FEEPAY_SECRET_KEYS (and seal
+    credential headers that inbox rows from before migration 0005 keep in clear)."""
     from feepay.crypto import rotate_all
+    from feepay.inbox import seal_clear_headers
 
+    sealed = seal_clear_headers(fp)
     counts = rotate_all(fp)
-    emit(as_json, counts, "\n".join(f"{k}: {v} re-encrypted" for k, v in counts.items()))
+    counts["callback_inbox.headers sealed (were clear)"] = sealed
+    emit(as_json, counts, "\n".join(f"{k}: {v}" for k, v in counts.items()))
 
 
 # -- audit --------------------------------------------------------------------------------

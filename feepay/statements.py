@@ -186,7 +186,8 @@ def fingerprint_time(utc: str | None) -> str:
     Exact, but written without trailing zero fields: ``HH:MM`` when seconds and microseconds
     are zero, ``HH:MM:SS`` when only the microseconds are, else the whole text. So a file
     that gives seconds keeps them (09:05:10 and 09:05:40 are two lines), while a format that
-    gives minutes only keeps the fingerprint it had when the time was cut to the minute.
+    gives minutes only writes ``HH:MM`` as before (see docs/statements.md for upgrading a
+    database that holds lines fingerprinted by the older, minute-cut rule).
 
     >>> [fingerprint_time(f"2025-11-03 02:05:{s}") for s in ("00.000000", "10.000000")]
     ['2025-11-03 02:05', '2025-11-03 02:05:10']

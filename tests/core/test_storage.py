@@ -86,6 +86,12 @@ def _counts(db: Database) -> dict[str, int]:
                 for t in DATA_TABLES}
 
 
+def _scopes(db: Database) -> list[tuple]:
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT adapter, channel_id, txn_scope FROM payment_events ORDER BY id"))]
+
+
 def test_migrations_keep_a_played_day(empty_url: str, tmp_path) -> None:  # noqa: ANN001
     """Down to 0004 and up again on a database holding a whole demo day: every row stays,
     cancelled references keep their cancellation, foreign keys are enforced again after,
@@ -103,11 +109,14 @@ def test_migrations_keep_a_played_day(empty_url: str, tmp_path) -> None:  # noqa
             "SELECT code, cancelled_at FROM payment_references WHERE state = 'cancelled'"
         )).all()
     assert cancelled and all(at is not None for _, at in cancelled)
+    scopes = _scopes(fp.db)
+    assert any(scope for _, _, scope in scopes)  # bank pushes are scoped to their channel
 
     fp.db.downgrade("0004")
     assert _counts(fp.db) == before
     fp.db.upgrade()
     assert _counts(fp.db) == before
+    assert _scopes(fp.db) == scopes  # 0005 gives old bank events their channel scope
     with fp.db.engine.connect() as conn:
         assert conn.execute(text(
             "SELECT code, cancelled_at FROM payment_references WHERE state = 'cancelled'"

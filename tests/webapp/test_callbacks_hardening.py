@@ -230,3 +230,54 @@ def test_database_down_gets_a_retry_reply(tmp_path: Path) -> None:
     assert (resp.status_code, resp.get_json()) == (503, {"error": "temporary error, retry"})
     assert client.get("/callbacks/bankhook/bankhook/extra").status_code == 404
     fp.close()
+
+
+def test_keys_rotate_seals_headers_kept_in_clear_before_0005(
+        fp: FeePay, world: CallbackWorld) -> None:
+    from click.testing import CliRunner
+
+    from feepay.money import now_utc
+    from webapp.cli import main
+
+    key = SECRETS["sepay"]["api_key"]
+    with fp.db.session() as s:  # a row as migration 0005 found it: the key in clear
+        row = InboxRow(received_at=now_utc(), adapter="sepay", channel="sepay",
+                       method="POST", path="/callbacks/sepay/sepay", query_string="",
+                       headers=json.dumps({"authorization": f"Apikey {key}",
+                                           "content-type": "application/json"}),
+                       body=b"{}", body_size=2, state="processed", attempts=1)
+        s.add(row)
+        s.flush()
+        row_id = row.id
+    out = CliRunner().invoke(main, ["--db", fp.db.url, "keys", "rotate", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["callback_inbox.headers sealed (were clear)"] == 1
+    with fp.db.engine.connect() as conn:
+        headers, sealed = conn.execute(text(
+            "SELECT headers, sealed_headers FROM callback_inbox WHERE id = :i"),
+            {"i": row_id}).one()
+    assert key not in headers and sealed
+    assert fp.inbox.get(row_id).request.headers["authorization"] == f"Apikey {key}"
+
+
+def test_unreadable_sealed_headers_leave_the_row_for_later(
+        fp: FeePay, world: CallbackWorld) -> None:
+    """A row sealed under a key that is no longer configured: listing still works, replay
+    keeps the row 'received' with the reason, and processes it once the key is back."""
+    from feepay.crypto import Sealer, generate_key
+
+    ref = world.issue(fp, "HS-NOKEY")
+    call = T.sepay_webhook(txn_id=880009, amount=50_000, content=ref.code,
+                           api_key=SECRETS["sepay"]["api_key"])
+    inbox_id = fp.inbox.receive("sepay", "sepay", call.raw(path="/callbacks/sepay/sepay"))
+    other = FeePay.open(fp.db.url, sealer=Sealer([generate_key()]))
+    try:
+        assert [i.id for i in other.inbox.list()] == [inbox_id]
+        outcomes = replay_pending(other)
+        assert [(o.inbox_id, o.state) for o in outcomes] == [(inbox_id, InboxState.RECEIVED)]
+        assert "cannot be opened" in outcomes[0].reason
+    finally:
+        other.close()
+    assert [(o.inbox_id, o.state) for o in replay_pending(fp)] == [
+        (inbox_id, InboxState.PROCESSED)]
+    assert fp.references.get(ref.code).amount_paid == 50_000

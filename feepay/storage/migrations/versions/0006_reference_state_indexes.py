@@ -31,6 +31,8 @@ CHECK = "ck_payment_references_cancelled_at_iff_cancelled"
 def upgrade() -> None:
     op.execute("UPDATE payment_references SET cancelled_at = COALESCE(issued_at, "
                "CURRENT_TIMESTAMP) WHERE state = 'cancelled' AND cancelled_at IS NULL")
+    op.execute("UPDATE payment_references SET cancelled_at = NULL "
+               "WHERE state <> 'cancelled' AND cancelled_at IS NOT NULL")
     with op.batch_alter_table("payment_references", schema=None) as batch_op:
         batch_op.drop_index("ix_payment_references_state")
         batch_op.drop_index("uq_payment_references_live")
