@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from pydantic import ValidationError as PydanticError
+
 from feepay.exceptions import FeepayError, MalformedCallback, SignatureError, ValidationError
 from feepay.models import Channel, Credentials, PaymentEvent, RawRequest, RecordResult
 from feepay.money import parse_vnd
@@ -157,6 +159,14 @@ def load_json_object(body: bytes, *, what: str = "body") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MalformedCallback(f"the {what} is not a JSON object", field=what)
     return data
+
+
+def refused_field(exc: PydanticError, default: str = "body") -> tuple[str, str]:
+    """The first field a pydantic model refused and why: ``("id", "String should have at
+    most 100 characters")`` (``default`` when the error names no field)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or default
+    return where, first.get("msg", "invalid value")
 
 
 def require_fields(data: dict[str, Any], *names: str) -> None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import pydantic
 
-from adapters.callbacks import CallbackAdapter, Reply
+from adapters.callbacks import CallbackAdapter, Reply, refused_field
 from adapters.registry import Registry, default_registry
 from feepay import dbapi
 from feepay.exceptions import FeepayError, MalformedCallback, SignatureError, UnknownAdapter
@@ -151,7 +151,7 @@ class CallbackPipeline:
             return self._reject(inbox_id, f"malformed: {exc}", adapter.reply_rejected(err),
                                 channel.id, conn=conn)
         except pydantic.ValidationError as exc:  # a value our event model refuses
-            err = MalformedCallback(_describe(exc))
+            err = MalformedCallback(": ".join(refused_field(exc, "request")))
             return self._reject(inbox_id, f"malformed: {err}", adapter.reply_rejected(err),
                                 channel.id, conn=conn)
         except Exception:  # noqa: BLE001 - an adapter bug: keep the row for replay
@@ -249,10 +249,3 @@ def _replay_one(pipeline: CallbackPipeline, item: InboxItem) -> Outcome:
                                                                  status=500),
                        f"replay failed: {type(exc).__name__}: {exc}"[:500])
 
-
-def _describe(exc: pydantic.ValidationError) -> str:
-    """The first refused field and why, e.g. ``provider_txn_id: String should have at
-    most 100 characters``."""
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
-    return f"{where}: {first.get('msg', 'invalid value')}"

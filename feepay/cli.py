@@ -7,28 +7,13 @@ document with the keys documented in docs/cli.md.
 from __future__ import annotations
 
 import sys
-from datetime import date
 
 import click
 
 from feepay import reference as refcodes
 from feepay.banks import BANKS
-from feepay.clikit import command, emit, json_option, local_time
-from feepay.exceptions import ValidationError
+from feepay.clikit import command, emit, json_option, local_time, parse_day
 from feepay.money import format_date, format_vnd
-
-
-def _date(value: str | None, field: str) -> date | None:
-    if not value:
-        return None
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            from datetime import datetime
-
-            return datetime.strptime(value, fmt).date()
-        except ValueError:
-            continue
-    raise ValidationError(f"'{value}' is not a date (YYYY-MM-DD or dd/mm/yyyy)", field=field)
 
 
 @click.command()
@@ -164,7 +149,7 @@ def accounts_register(fp, unit, bank_bin, number, holder, fee_kinds, valid_from,
                       cutoff, as_json) -> None:  # noqa: ANN001
     """Register a collection account (state: pending)."""
     a = fp.accounts.register(unit, bank_bin, number, holder, fee_kinds,
-                             _date(valid_from, "valid_from"), _date(valid_to, "valid_to"),
+                             parse_day(valid_from, "valid_from"), parse_day(valid_to, "valid_to"),
                              cutoff)
     emit(as_json, a.as_dict(), f"registered {_account_text(a)}")
 
@@ -226,7 +211,8 @@ def fees_add(fp, procedure, fee_code, name, kind, amount, retention, effective_f
              effective_to, as_json) -> None:  # noqa: ANN001
     """Add a fee item."""
     f = fp.fees.add(procedure, fee_code, name, kind, amount, retention,
-                    _date(effective_from, "effective_from"), _date(effective_to, "effective_to"))
+                    parse_day(effective_from, "effective_from"),
+                    parse_day(effective_to, "effective_to"))
     emit(as_json, f.as_dict(), f"fee {f.fee_code}: {format_vnd(f.amount)} ({f.kind})")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from feepay.exceptions import FeepayError
+from feepay.exceptions import FeepayError, ValidationError
 from feepay.money import VN_TZ, require_aware
 
 EXIT_INVALID = 2
@@ -44,6 +44,22 @@ class CliState:
     def close(self) -> None:
         if self._fp is not None:
             self._fp.close()
+
+
+def parse_day(value: str | None, field: str) -> date | None:
+    """A date typed on the command line, ``YYYY-MM-DD`` or ``dd/mm/yyyy``; ``None`` if empty.
+
+    Raises:
+        ValidationError: naming ``field`` when the text is neither.
+    """
+    if not value:
+        return None
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(value, fmt).date()
+        except ValueError:
+            continue
+    raise ValidationError(f"'{value}' is not a date (YYYY-MM-DD or dd/mm/yyyy)", field=field)
 
 
 def local_time(moment: datetime | str | None, *, seconds: bool = False) -> str:

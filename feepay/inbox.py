@@ -200,7 +200,7 @@ class Inbox:
                                body=bytes(row.body), remote_addr=row.remote_addr,
                                received_at=row.received_at),
             state=InboxState(row.state), reason=row.reason, attempts=row.attempts,
-            processed_at=row.processed_at, event_id=row.event_id)
+            processed_at=row.processed_at, event_id=row.event_id, body_size=row.body_size)
 
 
 def _reason(reason: str | None) -> str | None:

@@ -253,6 +253,7 @@ class InboxItem(_Frozen):
     attempts: int = 0
     processed_at: AwareDatetime | None = None
     event_id: int | None = None
+    body_size: int = 0  # as received: an oversize request is kept without its body
 
 
 class ChannelSecret(_Frozen):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -25,17 +25,6 @@ from feepay.storage.tables_reconcile import ACTIONS, MISMATCH_STATUSES
 from reconcile.models import CATEGORY_LABELS, Category
 
 EXIT_UNBALANCED = 3
-
-
-def _day(value: str | None, field: str) -> date | None:
-    if not value:
-        return None
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(value, fmt).date()
-        except ValueError:
-            continue
-    raise ValidationError(f"'{value}' is not a date (YYYY-MM-DD or dd/mm/yyyy)", field=field)
 
 
 def _fail_if_unbalanced(outcomes: list) -> None:  # noqa: ANN001 - RunOutcome list
@@ -67,8 +56,8 @@ def reconcile_cmd(fp, day_text: str, through_text: str | None, account_id: int |
     """
     from reconcile.runner import Reconciler
 
-    first = _day(day_text, "day")
-    last = _day(through_text, "through") or first
+    first = clikit.parse_day(day_text, "day")
+    last = clikit.parse_day(through_text, "through") or first
     if last < first:
         raise ValidationError("--through is before --day", field="through")
     rec = Reconciler(fp)
@@ -110,7 +99,7 @@ def scheduler_cmd(fp, at_time: str, catch_up: int, once: bool, day_text: str | N
     from reconcile.scheduler import nightly, serve
 
     if once:
-        outcomes = nightly(fp, _day(day_text, "day"), catch_up_days=catch_up)
+        outcomes = nightly(fp, clikit.parse_day(day_text, "day"), catch_up_days=catch_up)
         clikit.emit(as_json, {"runs": [o.as_dict() for o in outcomes]},
                     lambda: "\n".join(o.summary() for o in outcomes) or "nothing to do")
         _fail_if_unbalanced(outcomes)
@@ -157,7 +146,7 @@ def mismatches_list(fp, status: str, category: str | None, account_id: int | Non
 
     items = Resolutions(fp).list(status=None if status == "all" else status,
                                  category=category, account_id=account_id,
-                                 day=_day(day_text, "day"), limit=limit)
+                                 day=clikit.parse_day(day_text, "day"), limit=limit)
     clikit.emit(as_json, {"mismatches": [m.as_dict() for m in items]},
                 lambda: "\n".join(_mm_line(m) for m in items) or "no mismatches")
 
@@ -229,8 +218,8 @@ def report_cmd(fp, day_text: str, through_text: str | None, unit: str | None,  #
     open mismatches by category and age."""
     from reconcile.reports import build_report, to_json, write_all
 
-    start = _day(day_text, "day")
-    end = _day(through_text, "through") or start
+    start = clikit.parse_day(day_text, "day")
+    end = clikit.parse_day(through_text, "through") or start
     report = build_report(fp, start, end, unit=unit)
     written = write_all(report, out_dir) if out_dir else None
     if as_json:

@@ -141,35 +141,20 @@ def list_(fp, state_filter: str | None, limit: int, as_json: bool) -> None:  # n
     items = fp.inbox.list(state=InboxState(state_filter) if state_filter else None,
                           limit=limit)
     counts = fp.inbox.counts()
-    sizes = _body_sizes(fp, [i.id for i in items])
     data = {"counts": counts, "items": [
         {"id": i.id, "received_at": i.request.received_at, "adapter": i.adapter,
          "channel": i.channel, "state": i.state.value, "reason": i.reason,
-         "event_id": i.event_id, "body_size": sizes.get(i.id, len(i.request.body))}
+         "event_id": i.event_id, "body_size": i.body_size}
         for i in items]}
 
     def human() -> str:
         head = "  ".join(f"{k}: {v}" for k, v in counts.items())
         rows = [f"#{i.id} {clikit.local_time(i.request.received_at, seconds=True)} "
-                f"{i.adapter}/{i.channel} {i.state.value} {sizes.get(i.id, 0)} B"
+                f"{i.adapter}/{i.channel} {i.state.value} {i.body_size} B"
                 + (f" — {i.reason}" if i.reason else "") for i in items]
         return "\n".join([head, *rows])
 
     clikit.emit(as_json, data, human)
-
-
-def _body_sizes(fp, ids: list[int]) -> dict[int, int]:  # noqa: ANN001
-    """The stored ``body_size`` of each inbox row: an oversize request keeps no body, only
-    its size, so ``len(body)`` would say 0 where the sender sent megabytes."""
-    if not ids:
-        return {}
-    from sqlalchemy import select
-
-    from feepay.storage.tables_callbacks import InboxRow
-
-    with fp.db.session() as s:
-        return dict(s.execute(select(InboxRow.id, InboxRow.body_size)
-                              .where(InboxRow.id.in_(ids))).tuples().all())
 
 
 commands: list[click.Command] = [serve, inbox]

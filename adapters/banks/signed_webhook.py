@@ -35,6 +35,7 @@ from adapters.callbacks import (
     load_json_object,
     matches_any,
     parse_stamp_header,
+    refused_field,
     require_secrets,
     setting,
 )
@@ -108,9 +109,8 @@ class SignedBankWebhook(CallbackAdapter):
         try:
             credit = BankCredit.model_validate(data)
         except PydanticError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            raise MalformedCallback(err["msg"], field=where) from None
+            where, why = refused_field(exc)
+            raise MalformedCallback(why, field=where) from None
         if credit.direction == "debit":
             return None
         amount = amount_of(credit.amount, "amount")
