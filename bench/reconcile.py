@@ -282,7 +282,8 @@ def setup(url: str, n: int, n_accounts: int, callbacks: float) -> dict[str, floa
             ReferenceRow.code, ReferenceRow.id)).all())
     for e in data.events:
         e["reference_id"] = ids[e["reference_code"]]
-    bulk_insert(fp, PaymentEventRow.__table__, data.events)
+    # callbacks are stored as they arrive: in time order
+    bulk_insert(fp, PaymentEventRow.__table__, sorted(data.events, key=lambda e: e["paid_at"]))
     timings["insert_references_and_callbacks"] = time.perf_counter() - clock
     clock = time.perf_counter()
     for acc, batch_id, txns in data.batches:
@@ -296,8 +297,10 @@ def setup(url: str, n: int, n_accounts: int, callbacks: float) -> dict[str, floa
             acc, file_name=f"{batch_id}.csv", file_sha256=batch_id.ljust(64, "0"),
             file_size=1)
     for acc, rows in data.lines.items():
+        # a bank statement lists its transactions in time order
         lines = (Line(k + 1, DAY, amount, CREDIT, when, bank_ref, memo)
-                 for k, (amount, memo, when, bank_ref) in enumerate(rows))
+                 for k, (amount, memo, when, bank_ref) in enumerate(
+                     sorted(rows, key=lambda r: r[2])))
         fp.statements.import_stream(
             StatementStream(StatementInfo(source=f"sao-ke-{acc}.csv", format="bench"), lines),
             acc, file_name=f"sao-ke-{acc}.csv", file_sha256=f"{acc}".ljust(64, "0"),
