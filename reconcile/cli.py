@@ -64,12 +64,11 @@ def reconcile_cmd(fp, day_text: str, through_text: str | None, account_id: int |
     todo = [(first + timedelta(days=i), acc) for i in range((last - first).days + 1)
             for acc in ([account_id] if account_id is not None
                         else rec.accounts_for(first + timedelta(days=i)))]
-    outcomes = []
     show_bar = not as_json and sys.stderr.isatty() and len(todo) > 1
-    with click.progressbar(todo, label="Đối soát", file=sys.stderr,
+    with click.progressbar(length=len(todo), label="Đối soát", file=sys.stderr,
                            hidden=not show_bar) as bar:
-        for day, acc in bar:
-            outcomes.append(rec.run_account_day(acc, day, trigger="manual", actor=actor))
+        outcomes = rec.run_days([(acc, day) for day, acc in todo], trigger="manual",
+                                actor=actor, progress=lambda _outcome: bar.update(1))
     clikit.emit(as_json, {"runs": [o.as_dict() for o in outcomes]},
                 lambda: "\n".join(o.summary() for o in outcomes) or "nothing to reconcile")
     _fail_if_unbalanced(outcomes)

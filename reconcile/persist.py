@@ -9,8 +9,8 @@ All of it happens in the run's single transaction, in this order:
    longer produces become ``superseded`` (never deleted);
 3. earlier mismatches this day resolved (a part-payment completed, a late callback, money
    that turned up) become ``cleared``;
-4. references move with guarded updates (``… WHERE state IN (…)``): never out of
-   ``cancelled``, never twice;
+4. the reference states the result asks for are queued (:mod:`reconcile.moves` applies
+   them with guarded updates: never out of ``cancelled``, never twice);
 5. the sum check is recomputed from the tables themselves: the day's statement credits,
    counted in ``statement_lines``, must equal what the stored matches and mismatches hold.
 """
@@ -24,19 +24,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, delete, func, select, text, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow
 from feepay.storage.tables_statements import StatementLineRow
+from reconcile import moves
 from reconcile.loader import chunks, member
 from reconcile.models import Category, DayResult, Mismatch
 
 log = logging.getLogger(__name__)
 WRITE_CHUNK = 20_000
-SETTLE_FROM = ("issued", "partially_paid", "paid", "overpaid", "expired")
 CLEARABLE = (Category.PAID_NO_MONEY.value, Category.UNDERPAID.value,
              Category.MONEY_NO_CALLBACK.value)
 
@@ -55,30 +54,25 @@ class Sums:
 
 
 def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict[str, int],
-                 now: datetime, on_update: Callable[[], object] | None = None) -> tuple[int, int]:
-    """Store ``result`` for its account-day. Returns (references moved, references refused).
+                 now: datetime, on_update: Callable[[], object] | None = None) -> int:
+    """Store ``result`` for its account-day. Returns how many reference moves it queued
+    (:mod:`reconcile.moves` applies them).
 
-    References move *first*: on PostgreSQL the foreign-key checks of the match rows then
-    find their parent rows already updated by this transaction, instead of updating rows
-    they just key-share-locked (which costs a multixact per reference).
-
-    The references' UPDATE is the longest statement of a run (a second per 150,000
-    references on SQLite) and the driver releases the GIL while it runs. ``on_update`` is
-    called just before it, to start pure-Python work elsewhere (the runner's digest); on
-    SQLite a helper thread builds the match and mismatch rows meanwhile. Helpers only read
-    the frozen result: this thread alone touches the database.
+    The moves go first: on SQLite one statement over a JSON array, during which the driver
+    releases the GIL. ``on_update`` is called just before it, to start pure-Python work
+    elsewhere (the runner's digest); on SQLite a helper thread builds the match and
+    mismatch rows meanwhile. Helpers only read the frozen result: this thread alone
+    touches the database.
     """
     memos = _memos(session, result)
-    if session.get_bind().dialect.name != "sqlite":
-        if on_update is not None:
-            on_update()
-        moved = _move_references(session, result, ref_ids, now)
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        queued = moves.queue(conn, run_id, result, ref_ids, now, on_update)
         _replace_matches(session, run_id, result, ref_ids)
         _upsert_mismatches(session, run_id, result, now, memos)
     else:
         created_at = ReconMismatchRow.__table__.c.created_at.type
-        dialect = session.get_bind().dialect
-        stamped = created_at.dialect_impl(dialect).bind_processor(dialect)(now)
+        stamped = created_at.dialect_impl(conn.dialect).bind_processor(conn.dialect)(now)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-rows") as helper:
             jobs: list[Future[list[tuple]]] = []
 
@@ -89,11 +83,11 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
                 if on_update is not None:
                     on_update()
 
-            moved = _move_references(session, result, ref_ids, now, start)
+            queued = moves.queue(conn, run_id, result, ref_ids, now, start)
             _replace_matches(session, run_id, result, ref_ids, jobs[0].result())
             _upsert_mismatches(session, run_id, result, now, memos, jobs[1].result())
     _clear(session, result, now)
-    return moved
+    return queued
 
 
 MATCH_COLUMNS = ("run_id", "account_id", "day", "match_key", "rule", "line_id", "line_day",
@@ -259,94 +253,6 @@ def _clear(session: Session, result: DayResult, now: datetime) -> None:
         session.execute(update(X).where(member(session, X.id, ids)).values(
             status="cleared", cleared_day=result.day, updated_at=now)
             .execution_options(synchronize_session=False))
-
-
-def _move_references(session: Session, result: DayResult, ref_ids: dict[str, int],
-                     now: datetime, start: Callable[[], object] | None = None
-                     ) -> tuple[int, int]:
-    """Guarded state moves. Returns (rows moved, references that should be settled but
-    are not — cancelled meanwhile, say; already-settled ones on a re-run are fine).
-    ``start`` (SQLite) is called right before the settling UPDATE runs."""
-    settle = [u for u in result.updates if u.state == "settled" and u.code in ref_ids]
-    partial = [u for u in result.updates if u.state == "partially_paid" and u.code in ref_ids]
-    moved = _settle(session, [(ref_ids[u.code], u.allocated, u.paid_at) for u in settle], now,
-                    start)
-    R = ReferenceRow
-    if partial:
-        moved += session.execute(update(R).where(
-            member(session, R.id, [ref_ids[u.code] for u in partial]), R.state == "issued")
-            .values(state="partially_paid").execution_options(
-                synchronize_session=False)).rowcount
-    refused = 0
-    if moved < len(settle) + len(partial):  # a re-run, or something changed meanwhile
-        refused = session.scalar(select(func.count()).select_from(R).where(
-            member(session, R.id, [ref_ids[u.code] for u in settle]),
-            R.state != "settled")) or 0
-    return moved, refused
-
-
-def _settle(session: Session, rows: list[tuple[int, int, datetime | None]],
-            now: datetime, start: Callable[[], object] | None = None) -> int:
-    """issued/partially_paid/paid/overpaid/expired → settled, guarded; returns rows moved.
-
-    One set-based UPDATE joined to the wanted moves (PostgreSQL: ``unnest`` arrays; SQLite:
-    ``UPDATE … FROM`` a JSON array read by ``json_each``) instead of a statement per
-    reference. The moves go in id order, so the table's pages are visited in sequence.
-    """
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        return _settle_postgresql(session, rows, now) if rows else 0
-    if not rows:
-        if start is not None:
-            start()
-        return 0
-    stamp = ReferenceRow.__table__.c.paid_at.type.bind_processor(conn.dialect)
-    # the text the driver's datetime adapter writes (``isoformat(" ")``), as before, when
-    # these values went through a temporary table (which cost a third of this UPDATE)
-    moves = json.dumps(sorted((rid, alloc, stamp(paid or now).isoformat(" "))
-                              for rid, alloc, paid in rows))
-    cur = conn.connection.driver_connection.cursor()
-    states = ",".join(f"'{x}'" for x in SETTLE_FROM)
-    if start is not None:
-        start()
-    # "+state": the guard is checked per row; it must not lead the plan (by the state index)
-    cur.execute(f"""
-        UPDATE payment_references
-           SET state = 'settled', settled_at = ?,
-               paid_at = COALESCE(payment_references.paid_at, s.paid),
-               amount_paid = MAX(payment_references.amount_paid, s.alloc)
-          FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS alloc,
-                       json_extract(value, '$[2]') AS paid FROM json_each(?)) AS s
-         WHERE payment_references.id = s.id AND +payment_references.state IN ({states})""",
-                (stamp(now), moves))
-    moved = cur.rowcount
-    cur.close()
-    return moved
-
-
-_PG_SETTLE = text("""
-UPDATE payment_references AS r
-   SET state = 'settled', settled_at = :now,
-       paid_at = COALESCE(r.paid_at, u.paid_at),
-       amount_paid = GREATEST(r.amount_paid, u.alloc)
-  FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
-               unnest(CAST(:allocs AS bigint[])) AS alloc,
-               unnest(CAST(:paids AS timestamptz[])) AS paid_at) AS u
- WHERE r.id = u.id
-   AND r.state IN ('issued','partially_paid','paid','overpaid','expired')
-""")
-
-
-def _settle_postgresql(session: Session, rows: list[tuple[int, int, datetime | None]],
-                       now: datetime) -> int:
-    moved = 0
-    rows = sorted(rows, key=lambda r: r[0])  # id order: heap pages in sequence, not at random
-    for part in chunks(rows, 50_000):
-        res = session.execute(_PG_SETTLE, {
-            "now": now, "ids": [r[0] for r in part], "allocs": [r[1] for r in part],
-            "paids": [r[2] or now for r in part]})
-        moved += res.rowcount
-    return moved
 
 
 def sums(session: Session, run_id: int, account_id: int, day: date) -> Sums:

@@ -38,6 +38,7 @@ from feepay.money import format_vnd, now_utc
 from feepay.storage.tables import AccountRow
 from feepay.storage.tables_reconcile import ReconRunRow
 from feepay.storage.tables_statements import StatementLineRow
+from reconcile import moves
 from reconcile.days import parse_cutoff
 from reconcile.engine import ENGINE_VERSION, reconcile_day
 from reconcile.loader import load_day
@@ -162,24 +163,72 @@ class Reconciler:
             progress=None) -> list[RunOutcome]:  # noqa: ANN001 - a callable or None
         """Reconcile ``day`` for one account or all; one outcome per account."""
         accounts = [account_id] if account_id is not None else self.accounts_for(day)
-        out = []
-        for acc in accounts:
-            out.append(self.run_account_day(acc, day, trigger=trigger, actor=actor,
-                                            skip_done=skip_done, wait=wait))
-            if progress is not None:
-                progress(out[-1])
-        return out
+        return self.run_days([(acc, day) for acc in accounts], trigger=trigger, actor=actor,
+                             skip_done=skip_done, wait=wait, progress=progress)
+
+    def run_days(self, todo: list[tuple[int, date]], *, trigger: str = "manual",
+                 actor: str = "system", skip_done: bool = False, wait: bool = True,
+                 progress=None) -> list[RunOutcome]:  # noqa: ANN001 - a callable or None
+        """Reconcile each (account, day) of ``todo`` in turn, each in its own transaction,
+        then apply the reference states they asked for, all at once (:mod:`reconcile.moves`);
+        one outcome each, in order. ``progress`` is called with each outcome."""
+        out: list[RunOutcome] = []
+        try:
+            for acc, day in todo:
+                out.append(self._run_account_day(acc, day, trigger=trigger, actor=actor,
+                                                 skip_done=skip_done, wait=wait))
+                if progress is not None:
+                    progress(out[-1])
+        finally:  # whatever the committed runs queued is applied, even if one raised
+            applied = self._try_apply(out)
+        return self._with_moves(out, applied)
 
     def run_account_day(self, account_id: int, day: date, *, trigger: str = "manual",
                         actor: str = "system", skip_done: bool = False,
                         wait: bool = True) -> RunOutcome:
-        """Reconcile one account-day under its lock.
+        """Reconcile one account-day under its lock, and apply the reference states it
+        asked for.
 
         Args:
             skip_done: the scheduler's mode — do nothing if a finished run exists.
             wait: wait for another process's run of the same account-day to finish
                 (manual runs) rather than skip it (schedulers).
         """
+        return self.run_days([(account_id, day)], trigger=trigger, actor=actor,
+                             skip_done=skip_done, wait=wait)[0]
+
+    def apply_moves(self) -> moves.Applied:
+        """Apply every queued reference move now (also those a crashed process left)."""
+        with self.fp.db.session() as s:
+            return moves.apply(s.connection(), now_utc())
+
+    def _try_apply(self, outcomes: list[RunOutcome]) -> moves.Applied | None:
+        """Apply the queue if these runs added to it (it then also takes what a crashed
+        process left). A failure leaves the moves queued for the next run."""
+        if not any(o.references_moved for o in outcomes):
+            return None
+        try:
+            return self.apply_moves()
+        except Exception:
+            log.exception("applying the reference states of %d run(s) failed; they stay "
+                          "queued", len(outcomes))
+            return None
+
+    @staticmethod
+    def _with_moves(outcomes: list[RunOutcome],
+                    applied: moves.Applied | None) -> list[RunOutcome]:
+        """Outcomes with what the apply did for each run: ``references_moved`` counts the
+        moves applied (a re-run's moves find their state already there),
+        ``references_refused`` the references its guard refused."""
+        if applied is None:
+            return outcomes
+        return [replace(o, references_moved=applied.queued[o.run_id]
+                        - applied.refused.get(o.run_id, 0),
+                        references_refused=applied.refused.get(o.run_id, 0))
+                if o.run_id in applied.queued else o for o in outcomes]
+
+    def _run_account_day(self, account_id: int, day: date, *, trigger: str, actor: str,
+                         skip_done: bool, wait: bool) -> RunOutcome:
         with account_day_lock(self.fp.db, account_id, day, wait=wait) as got:
             if not got:
                 return RunOutcome(account_id, day, "skipped",
@@ -240,7 +289,7 @@ class Reconciler:
         # while the database updates the references (the driver releases the GIL then)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-digest") as helper:
             digested: list[Future[str]] = []
-            moved, refused = write_result(
+            queued = write_result(
                 s, run.id, result, loaded.ref_ids, now,
                 on_update=lambda: digested.append(helper.submit(result_digest, result)))
             phases["write"] = time.perf_counter() - clock
@@ -256,9 +305,6 @@ class Reconciler:
         run.statement_credits, run.matched_amount, run.held_amount = (
             check.statement_credits, check.matched, check.held)
         run.result_digest = digest
-        if refused:
-            log.warning("account %s on %s: %d reference(s) could not be settled (changed "
-                        "meanwhile, e.g. cancelled)", account_id, day, refused)
         self.fp.audit.append(s, actor=actor, action="reconcile.run", object_type="account_day",
                              object_id=f"{account_id}:{day.isoformat()}",
                              details={"run_id": run.id, "attempt": run.attempt,
@@ -268,7 +314,7 @@ class Reconciler:
                                       "digest": digest, "host": socket.gethostname()})
         return RunOutcome(account_id, day, run.status, run.id, run.attempt, n_lines,
                           len(result.matches), len(result.mismatches),
-                          check.statement_credits, check.matched, check.held, moved, refused,
+                          check.statement_credits, check.matched, check.held, queued, 0,
                           digest, None, (run.finished_at - started).total_seconds(),
                           {k: round(v, 3) for k, v in phases.items()})
 

@@ -11,6 +11,10 @@
   resolution**; rows a re-run no longer produces are marked ``superseded``, never deleted.
 - ``recon_resolutions``: every action a person took on a mismatch (append-only), each also
   an entry in the hash-chained ``audit_log``.
+- ``recon_reference_moves`` (migration 0007): the reference states a committed run asks for
+  (``settled``, ``partially_paid``), queued until they are applied to
+  ``payment_references`` — once per night for all account-days, see
+  :mod:`reconcile.moves`. Applied rows are deleted.
 """
 
 from __future__ import annotations
@@ -146,4 +150,23 @@ class ReconResolutionRow(Base):
     )
 
 
-__all__ = ["ReconMatchRow", "ReconMismatchRow", "ReconResolutionRow", "ReconRunRow"]
+class ReconReferenceMoveRow(Base):
+    """A reference state a committed run asks for, waiting to be applied (a queue)."""
+
+    __tablename__ = "recon_reference_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("recon_runs.id"))
+    # no foreign key: like the match rows, written from rows read in the same transaction
+    reference_id: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16))
+    allocated: Mapped[int]
+    paid_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("state IN ('settled','partially_paid')", name="state"),
+    )
+
+
+__all__ = ["ReconMatchRow", "ReconMismatchRow", "ReconReferenceMoveRow", "ReconResolutionRow",
+           "ReconRunRow"]
