@@ -9,7 +9,10 @@ For each database (SQLite file, PostgreSQL) and each scale (default 100,000 and
    real statement service (``fp.statements.import_stream``), spread over the accounts;
 2. **the nightly run**, in a fresh process: ``Reconciler(fp).run(day)`` over every
    account — load, match, store matches/mismatches, move reference states, sum check.
-   Wall time, lines per second, peak memory (the process's max RSS), and the phases;
+   Wall and CPU time, lines per second, peak memory (the process's max RSS), and the
+   phases. ``--repeat`` runs (3 by default), each on a fresh copy of the prepared
+   database; the median is reported beside every run, since wall times on a shared
+   machine move by 10–20 % from one run to the next;
 3. **the pandas baseline**, in a fresh process: the same lines and references read into
    DataFrames (codes pre-extracted by the import), an exact ``merge`` on the code and an
    amount comparison — what a quick script would do, with none of the other rules, no
@@ -37,10 +40,13 @@ import json
 import os
 import random
 import resource
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -248,6 +254,47 @@ def fresh_database(url: str) -> None:
                 p.unlink()
 
 
+def snapshot(url: str) -> None:
+    """Keep the prepared database (before its first run) to restore it for every run."""
+    if url.startswith("postgresql"):
+        _pg_admin(f'DROP DATABASE IF EXISTS "{_pg_name(url)}_pristine"',
+                  f'CREATE DATABASE "{_pg_name(url)}_pristine" TEMPLATE "{_pg_name(url)}"',
+                  url=url)
+    else:
+        path = Path(url.removeprefix("sqlite:///"))
+        with closing(sqlite3.connect(path)) as conn:  # everything in the main file
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(path, path.with_name(path.name + ".pristine"))
+
+
+def restore(url: str) -> None:
+    """Put the prepared database back as it was before its first run."""
+    if url.startswith("postgresql"):
+        _pg_admin(f'DROP DATABASE IF EXISTS "{_pg_name(url)}"',
+                  f'CREATE DATABASE "{_pg_name(url)}" TEMPLATE "{_pg_name(url)}_pristine"',
+                  url=url)
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    for p in path.parent.glob(path.name + "-*"):  # WAL and shared-memory files
+        p.unlink()
+    shutil.rmtree(path.with_name(path.name + ".locks"), ignore_errors=True)
+    shutil.copyfile(path.with_name(path.name + ".pristine"), path)
+
+
+def _pg_name(url: str) -> str:
+    return url.rsplit("/", 1)[-1].split("?")[0]
+
+
+def _pg_admin(*statements: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for sql in statements:
+            conn.execute(text(sql))
+    admin.dispose()
+
+
 def bulk_insert(fp, table, rows: list[dict], chunk: int = 20_000) -> None:  # noqa: ANN001
     from sqlalchemy import insert
 
@@ -321,6 +368,8 @@ def run_only(url: str) -> None:
 
     fp = FeePay.open(url, migrate=False)
     base = peak_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_base = usage.ru_utime + usage.ru_stime
     clock = time.perf_counter()
     outcomes = Reconciler(fp).run(DAY, trigger="bench", actor="bench")
     wall = time.perf_counter() - clock
@@ -328,8 +377,10 @@ def run_only(url: str) -> None:
     for o in outcomes:
         for k, v in o.phases.items():
             phases[k] = phases.get(k, 0.0) + v
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "wall_s": wall, "lines": sum(o.lines for o in outcomes),
+        "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime - cpu_base,
+        "load_avg": os.getloadavg()[0], "lines": sum(o.lines for o in outcomes),
         "matches": sum(o.matches for o in outcomes),
         "mismatches": sum(o.mismatches for o in outcomes),
         "balanced": all(o.status == "balanced" for o in outcomes),
@@ -383,6 +434,9 @@ def main() -> None:
     ap.add_argument("--sqlite-dir", default=None, help="where the SQLite file goes")
     ap.add_argument("--pg", default=None, help="PostgreSQL URL (database name with 'bench')")
     ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="nightly runs per scale, each on a fresh copy of the prepared "
+                         "database; the median is reported")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
     _env()
@@ -398,10 +452,16 @@ def main() -> None:
     for name, url in targets:
         for n in [int(x) for x in args.scales.split(",")]:
             timings = setup(url, n, args.accounts, args.callbacks)
-            run = child("--run-only", url)
+            snapshot(url)
             base = child("--pandas-only", url)
+            runs = []
+            for k in range(args.repeat):
+                if k:
+                    restore(url)
+                runs.append(child("--run-only", url))
+            runs.sort(key=lambda r: r["wall_s"])
             row = {"db": name, "scale": n, "accounts": args.accounts, "setup": timings,
-                   "reconcile": run, "pandas": base}
+                   "reconcile": runs[len(runs) // 2], "runs": runs, "pandas": base}
             results.append(row)
             report(row)
     scaling(results)
@@ -416,7 +476,10 @@ def report(row: dict) -> None:
           f"{r['accounts']} accounts")
     print("  set-up (not part of the run): " + ", ".join(
         f"{k} {v:.1f}s" for k, v in row["setup"].items()))
-    print(f"  feepay nightly run: {r['wall_s']:.1f}s wall ({phases}), "
+    print("  nightly runs (wall / CPU / load average): " + ", ".join(
+        f"{x['wall_s']:.1f}s / {x['cpu_s']:.1f}s / {x['load_avg']:.2f}" for x in row["runs"]))
+    print(f"  feepay nightly run (median): {r['wall_s']:.1f}s wall, {r['cpu_s']:.1f}s CPU "
+          f"({phases}), "
           f"{r['lines'] / r['wall_s']:,.0f} lines/s, peak RSS {r['peak_mb']:.0f} MB, "
           f"{r['matches']:,} matches, {r['mismatches']:,} mismatches, "
           f"{'balanced' if r['balanced'] else 'UNBALANCED'}")
@@ -434,8 +497,9 @@ def scaling(results: list[dict]) -> None:
         for small, big in zip(rows, rows[1:], strict=False):
             lines = big["reconcile"]["lines"] / small["reconcile"]["lines"]
             t = big["reconcile"]["wall_s"] / small["reconcile"]["wall_s"]
-            print(f"\n{db}: {lines:.1f}x the lines took {t:.1f}x the time "
-                  f"({'ok' if t <= lines * 1.1 else 'SUPERLINEAR'})")
+            cpu = big["reconcile"]["cpu_s"] / small["reconcile"]["cpu_s"]
+            print(f"\n{db}: {lines:.1f}x the lines took {t:.1f}x the time, medians "
+                  f"({'ok' if t <= lines * 1.1 else 'SUPERLINEAR'}); {cpu:.1f}x the CPU time")
 
 
 if __name__ == "__main__":
