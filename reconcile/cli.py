@@ -39,16 +39,20 @@ def _fail_if_unbalanced(outcomes: list) -> None:  # noqa: ANN001 - RunOutcome li
 
 
 @click.command("reconcile")
-@click.option("--day", "day_text", required=True, help="Business day, YYYY-MM-DD.")
+@click.option("--day", "day_text", default=None, help="Business day, YYYY-MM-DD.")
 @click.option("--through", "through_text", default=None,
               help="Last day of a range (inclusive), YYYY-MM-DD.")
 @click.option("--account", "account_id", type=int, default=None,
               help="One collection account (default: every account).")
 @click.option("--by", "actor", default="cli", show_default=True, help="Who runs it.")
+@click.option("--apply-queued", is_flag=True,
+              help="Only apply reference states that runs queued and could not apply "
+                   "(a night that died), then exit.")
 @clikit.json_option
 @clikit.command
-def reconcile_cmd(fp, day_text: str, through_text: str | None, account_id: int | None,  # noqa: ANN001
-                  actor: str, as_json: bool) -> None:
+def reconcile_cmd(fp, day_text: str | None, through_text: str | None,  # noqa: ANN001
+                  account_id: int | None, actor: str, apply_queued: bool,
+                  as_json: bool) -> None:
     """Reconcile one business day (or a range) for one account or all.
 
     Re-running a day replaces its matches, keeps every resolution, and stores a new
@@ -56,6 +60,14 @@ def reconcile_cmd(fp, day_text: str, through_text: str | None, account_id: int |
     """
     from reconcile.runner import Reconciler
 
+    if apply_queued:
+        applied = Reconciler(fp).apply_moves()
+        clikit.emit(as_json, {"moved": applied.moved, "refused": applied.refused},
+                    lambda: f"{applied.moved} reference(s) moved, "
+                            f"{sum(applied.refused.values())} refused")
+        return
+    if day_text is None:
+        raise ValidationError("--day is required (or --apply-queued)", field="day")
     first = clikit.parse_day(day_text, "day")
     last = clikit.parse_day(through_text, "through") or first
     if last < first:

@@ -88,3 +88,21 @@ def test_bad_input_exits_2(fp) -> None:  # noqa: ANN001
     assert out.exit_code == 2 and "not a date" in out.output
     out = cli(fp.db.url, "reconcile", "--day", "2025-12-02", "--through", "2025-12-01")
     assert out.exit_code == 2
+    out = cli(fp.db.url, "reconcile")
+    assert out.exit_code == 2 and "--day is required" in out.output
+
+
+def test_apply_queued_moves_what_a_dead_night_left(fp, world, monkeypatch) -> None:  # noqa: ANN001
+    from reconcile import moves
+
+    a = world.ref()
+    world.statement(D1, [(10_000, a.code, at(9))])
+    real = moves.apply
+    monkeypatch.setattr(moves, "apply", lambda conn, now: 1 / 0)  # the apply dies
+    assert world.run(D1).status == "balanced"
+    monkeypatch.setattr(moves, "apply", real)
+    assert fp.references.get(a.code).state.value == "issued"
+    out = cli(fp.db.url, "reconcile", "--apply-queued", "--json")
+    assert out.exit_code == 0 and json.loads(out.output) == {"moved": 1, "refused": {}}
+    assert fp.references.get(a.code).state.value == "settled"
+    assert "0 reference(s) moved" in cli(fp.db.url, "reconcile", "--apply-queued").output
