@@ -17,7 +17,7 @@ What stays true:
 
 * **Nothing is lost.** A queued move is only deleted by the transaction that applied it.
   A process that dies between a run's commit and the apply leaves the moves queued; the
-  next run, or ``feepay reconcile``, applies them.
+  next run, or ``feepay reconcile --apply-queued``, applies them.
 * **Guarded, never twice.** ``settled`` only from issued / partially paid / paid /
   overpaid / expired; ``partially_paid`` only from issued; never out of ``cancelled``.
   A reference cancelled between the run and the apply stays cancelled and is counted as
@@ -48,25 +48,21 @@ MOVE_COLUMNS = ("run_id", "reference_id", "state", "allocated", "paid_at")
 
 # Several moves for one reference (a re-run, a part-payment completed the next day) fold
 # into one: the largest amount allocated, the earliest payment time.
+_SETTLE_SQL = """
+UPDATE payment_references{alias}
+   SET state = 'settled', settled_at = :now,
+       paid_at = COALESCE({r}.paid_at, m.paid),
+       amount_paid = {greatest}({r}.amount_paid, m.alloc)
+  FROM (SELECT reference_id AS id, MAX(allocated) AS alloc, MIN(paid_at) AS paid
+          FROM recon_reference_moves WHERE id <= :upto AND state = 'settled'
+         GROUP BY reference_id) AS m
+ WHERE {r}.id = m.id AND {per_row}{r}.state IN ({states})"""
+# SQLite: "+state" keeps the guard a per-row check; it must not lead the plan
 _SETTLE = {
-    "sqlite": f"""
-UPDATE payment_references
-   SET state = 'settled', settled_at = :now,
-       paid_at = COALESCE(payment_references.paid_at, m.paid),
-       amount_paid = MAX(payment_references.amount_paid, m.alloc)
-  FROM (SELECT reference_id AS id, MAX(allocated) AS alloc, MIN(paid_at) AS paid
-          FROM recon_reference_moves WHERE id <= :upto AND state = 'settled'
-         GROUP BY reference_id) AS m
- WHERE payment_references.id = m.id AND +payment_references.state IN ({_STATES})""",
-    "postgresql": f"""
-UPDATE payment_references AS r
-   SET state = 'settled', settled_at = :now,
-       paid_at = COALESCE(r.paid_at, m.paid),
-       amount_paid = GREATEST(r.amount_paid, m.alloc)
-  FROM (SELECT reference_id AS id, MAX(allocated) AS alloc, MIN(paid_at) AS paid
-          FROM recon_reference_moves WHERE id <= :upto AND state = 'settled'
-         GROUP BY reference_id) AS m
- WHERE r.id = m.id AND r.state IN ({_STATES})"""}
+    "sqlite": _SETTLE_SQL.format(alias="", r="payment_references", greatest="MAX",
+                                 per_row="+", states=_STATES),
+    "postgresql": _SETTLE_SQL.format(alias=" AS r", r="r", greatest="GREATEST", per_row="",
+                                     states=_STATES)}
 _PARTIAL = """
 UPDATE payment_references SET state = 'partially_paid'
  WHERE id IN (SELECT reference_id FROM recon_reference_moves
@@ -146,11 +142,6 @@ def _stamper(conn: Connection) -> Callable[[datetime], object]:
         return out
 
     return stamp
-
-
-def pending(conn: Connection) -> int:
-    """Moves queued and not yet applied."""
-    return conn.execute(text("SELECT COUNT(*) FROM recon_reference_moves")).scalar_one()
 
 
 def apply(conn: Connection, now: datetime) -> Applied:
