@@ -11,8 +11,10 @@ For each database (SQLite file, PostgreSQL) and each scale (default 100,000 and
    account — load, match, store matches/mismatches, move reference states, sum check.
    Wall and CPU time, lines per second, peak memory (the process's max RSS), and the
    phases. ``--repeat`` runs (3 by default), each on a fresh copy of the prepared
-   database; the median is reported beside every run, since wall times on a shared
-   machine move by 10–20 % from one run to the next;
+   database, the scales taking turns (every scale is prepared first, in its own database:
+   ``bench-<N>.db``, or ``<name>_<N>`` on PostgreSQL); the median is reported beside
+   every run, since wall times on a shared machine move by 10–20 % from one run to the
+   next and drift over minutes;
 3. **the pandas baseline**, in a fresh process: the same lines and references read into
    DataFrames (codes pre-extracted by the import), an exact ``merge`` on the code and an
    amount comparison — what a quick script would do, with none of the other rules, no
@@ -30,7 +32,8 @@ Run::
     python bench/reconcile.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/feepay_bench
     python bench/reconcile.py --scales 20000 --accounts 1       # quick look
 
-The PostgreSQL database is emptied (schema dropped): its name must contain "bench".
+The PostgreSQL databases (``<name>_<N>`` and their ``_pristine`` copies) are emptied:
+the name must contain "bench".
 """
 
 from __future__ import annotations
@@ -254,6 +257,26 @@ def fresh_database(url: str) -> None:
                 p.unlink()
 
 
+def scale_url(url: str, n: int) -> str:
+    """The database of one scale: ``bench-100000.db`` beside the given file, or the given
+    PostgreSQL database name with ``_100000`` (created if missing)."""
+    if not url.startswith("postgresql"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return f"sqlite:///{path.with_name(f'{path.stem}-{n}{path.suffix}')}"
+    if "bench" not in _pg_name(url):
+        sys.exit(f"refusing to use {url}: use a database whose name contains 'bench'")
+    scaled = f"{url.rsplit('/', 1)[0]}/{_pg_name(url)}_{n}"
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                            {"n": _pg_name(scaled)}).scalar():
+            conn.execute(text(f'CREATE DATABASE "{_pg_name(scaled)}"'))
+    admin.dispose()
+    return scaled
+
+
 def snapshot(url: str) -> None:
     """Keep the prepared database (before its first run) to restore it for every run."""
     if url.startswith("postgresql"):
@@ -448,20 +471,27 @@ def main() -> None:
         ("sqlite", f"sqlite:///{Path(args.sqlite_dir or tempfile.mkdtemp()) / 'bench.db'}")]
     if args.pg:
         targets.append(("postgresql", args.pg))
+    scales = [int(x) for x in args.scales.split(",")]
     results = []
     for name, url in targets:
-        for n in [int(x) for x in args.scales.split(",")]:
-            timings = setup(url, n, args.accounts, args.callbacks)
-            snapshot(url)
-            base = child("--pandas-only", url)
-            runs = []
-            for k in range(args.repeat):
+        # every scale prepared first, then the runs interleaved (small, big, small, …): a
+        # shared machine's speed drifts over minutes, and the ratio must not measure that
+        urls = {n: scale_url(url, n) for n in scales}
+        prepared = {}
+        for n in scales:
+            prepared[n] = setup(urls[n], n, args.accounts, args.callbacks)
+            snapshot(urls[n])
+        runs: dict[int, list[dict]] = {n: [] for n in scales}
+        for k in range(args.repeat):
+            for n in scales:
                 if k:
-                    restore(url)
-                runs.append(child("--run-only", url))
-            runs.sort(key=lambda r: r["wall_s"])
-            row = {"db": name, "scale": n, "accounts": args.accounts, "setup": timings,
-                   "reconcile": runs[len(runs) // 2], "runs": runs, "pandas": base}
+                    restore(urls[n])
+                runs[n].append(child("--run-only", urls[n]))
+        for n in scales:
+            ordered = sorted(runs[n], key=lambda r: r["wall_s"])
+            row = {"db": name, "scale": n, "accounts": args.accounts, "setup": prepared[n],
+                   "reconcile": ordered[len(ordered) // 2], "runs": runs[n],
+                   "pandas": child("--pandas-only", urls[n])}
             results.append(row)
             report(row)
     scaling(results)
