@@ -54,7 +54,7 @@ UPDATE payment_references{alias}
        paid_at = COALESCE({r}.paid_at, m.paid),
        amount_paid = {greatest}({r}.amount_paid, m.alloc)
   FROM (SELECT reference_id AS id, MAX(allocated) AS alloc, MIN(paid_at) AS paid
-          FROM recon_reference_moves WHERE id <= :upto AND state = 'settled'
+          FROM recon_reference_moves WHERE state = 'settled'
          GROUP BY reference_id) AS m
  WHERE {r}.id = m.id AND {per_row}{r}.state IN ({states})"""
 # SQLite: "+state" keeps the guard a per-row check; it must not lead the plan
@@ -65,17 +65,14 @@ _SETTLE = {
                                      states=_STATES)}
 _PARTIAL = """
 UPDATE payment_references SET state = 'partially_paid'
- WHERE id IN (SELECT reference_id FROM recon_reference_moves
-               WHERE id <= :upto AND state = 'partially_paid')
+ WHERE id IN (SELECT reference_id FROM recon_reference_moves WHERE state = 'partially_paid')
    AND state = 'issued'"""
 _REFUSED = """
 SELECT m.run_id, COUNT(DISTINCT m.reference_id)
   FROM recon_reference_moves AS m JOIN payment_references AS r ON r.id = m.reference_id
- WHERE m.id <= :upto AND m.state = 'settled' AND r.state <> 'settled'
+ WHERE m.state = 'settled' AND r.state <> 'settled'
  GROUP BY m.run_id"""
-_QUEUED = """
-SELECT run_id, state, COUNT(*) FROM recon_reference_moves WHERE id <= :upto
- GROUP BY run_id, state"""
+_TO_SETTLE = "SELECT COUNT(*) FROM recon_reference_moves WHERE state = 'settled'"
 
 
 @dataclass
@@ -84,13 +81,11 @@ class Applied:
 
     Attributes:
         moved: references whose state changed.
-        queued: moves applied, by the run that queued them.
         refused: references a run asked to settle that could not be (cancelled
             meanwhile, say), by run.
     """
 
     moved: int = 0
-    queued: dict[int, int] = field(default_factory=dict)
     refused: dict[int, int] = field(default_factory=dict)
 
 
@@ -147,32 +142,26 @@ def _stamper(conn: Connection) -> Callable[[datetime], object]:
 def apply(conn: Connection, now: datetime) -> Applied:
     """Apply every queued move, in the caller's transaction; applied moves are deleted.
 
-    Part-payments first (issued → partially_paid), then settling, so a reference that one
-    day part-paid and the next completed ends ``settled`` whatever the order of the runs.
+    Nothing is queued meanwhile — SQLite: the caller's transaction took the write lock at
+    BEGIN; PostgreSQL: the queue is locked first — so what is deleted at the end is
+    exactly what was applied. Part-payments first (issued → partially_paid), then
+    settling, so a reference that one day part-paid and the next completed ends
+    ``settled`` whatever the order of the runs.
     """
     if conn.dialect.name == "postgresql":
-        # waits for runs still writing moves, keeps new ones out until commit, and keeps a
-        # second applier waiting: what is deleted below is exactly what was applied
+        # waits for runs still queueing, then keeps them (and a second applier) out
         conn.execute(text("LOCK TABLE recon_reference_moves IN SHARE ROW EXCLUSIVE MODE"))
-    upto = conn.execute(text("SELECT MAX(id) FROM recon_reference_moves")).scalar()
-    if upto is None:
-        return Applied()
-    bound = {"upto": upto, "now": _stamper(conn)(now)}
-    queued: dict[int, int] = {}
-    to_settle = 0
-    for run, state, n in conn.execute(text(_QUEUED), bound):
-        queued[run] = queued.get(run, 0) + n
-        to_settle += n if state == "settled" else 0
-    moved = conn.execute(text(_PARTIAL), bound).rowcount
-    settled = conn.execute(text(_SETTLE[conn.dialect.name]), bound).rowcount
-    moved += settled
+    to_settle = conn.execute(text(_TO_SETTLE)).scalar_one()
+    moved = conn.execute(text(_PARTIAL)).rowcount
+    settled = conn.execute(text(_SETTLE[conn.dialect.name]),
+                           {"now": _stamper(conn)(now)}).rowcount
     refused: dict[int, int] = {}
     if settled < to_settle:
         # a re-run (already settled: fine), two runs naming one reference, or a reference
         # that changed meanwhile: only the last is refused
-        refused = {run: n for run, n in conn.execute(text(_REFUSED), bound).all() if n}
-    conn.execute(text("DELETE FROM recon_reference_moves WHERE id <= :upto"), bound)
+        refused = {run: n for run, n in conn.execute(text(_REFUSED)).all() if n}
+    conn.execute(text("DELETE FROM recon_reference_moves"))  # SQLite: truncates, no row walk
     for run, n in sorted(refused.items()):
         log.warning("run %s: %d reference(s) could not be settled (changed meanwhile, e.g. "
                     "cancelled)", run, n)
-    return Applied(moved, queued, refused)
+    return Applied(moved + settled, refused)

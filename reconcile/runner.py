@@ -222,10 +222,9 @@ class Reconciler:
         ``references_refused`` the references its guard refused."""
         if applied is None:
             return outcomes
-        return [replace(o, references_moved=applied.queued[o.run_id]
-                        - applied.refused.get(o.run_id, 0),
-                        references_refused=applied.refused.get(o.run_id, 0))
-                if o.run_id in applied.queued else o for o in outcomes]
+        return [replace(o, references_moved=o.references_moved - applied.refused[o.run_id],
+                        references_refused=applied.refused[o.run_id])
+                if o.run_id in applied.refused else o for o in outcomes]
 
     def _run_account_day(self, account_id: int, day: date, *, trigger: str, actor: str,
                          skip_done: bool, wait: bool) -> RunOutcome:
