@@ -155,6 +155,8 @@ class Book:
         self._by_line: dict[int, Payment] | None = None
         self._inserts = 0  # payments added to groups; see open_groups
         self._open_codes: list[str] | None = None
+        self._doubtful: set[int] = set()  # id() of payments a gatekeeper may hold
+        self._codeless: set[int] = set()  # id() of today's lines naming no known code
         self._load_lines(inp)
 
     # -- loading -----------------------------------------------------------------------
@@ -167,24 +169,36 @@ class Book:
                 p.event = Reported(c.event_id, "", "", c.line.amount,
                                    c.line.value_at or _noon(c.line.posting_date), c.code)
                 self.free.discard(c.event_id)
+            self._doubtful.add(id(p))
             self._add(p)
         find, near, refs = codes.find_in_text, codes.near_misses, self.refs
+        doubtful, account = self._doubtful, self.account_id
         for line in sorted(inp.lines, key=_line_order):
             p = Payment(line, today=True)
             found = line.codes if line.codes is not None else (
                 find(line.memo) if line.memo else ())
             if len(found) == 1:  # the common case, without the two generators below
-                if found[0] in refs:
-                    p.codes = found
-                else:
+                ref = refs.get(found[0])
+                if ref is None:
                     p.unknown = found
+                else:
+                    p.codes = found
+                    at = line.value_at
+                    # what wrong_account and expired_or_cancelled will ask, while the
+                    # reference is at hand (a line's own time never changes)
+                    if (ref.account_id != account or ref.state == "cancelled" or at is None
+                            or at > ref.expires_at):
+                        doubtful.add(id(p))
             elif found:
                 known = tuple(c for c in found if c in refs)
                 p.codes = found if len(known) == len(found) else known
                 if len(known) != len(found):
                     p.unknown = tuple(c for c in found if c not in refs)
-            if not p.codes and line.memo:
-                p.near = tuple(near(line.memo))
+                doubtful.add(id(p))
+            if not p.codes:
+                self._codeless.add(id(p))
+                if line.memo:
+                    p.near = tuple(near(line.memo))
             self._add(p)
 
     def _add(self, p: Payment) -> None:
@@ -209,6 +223,7 @@ class Book:
 
     def add_payment(self, p: Payment) -> None:
         """Register a payment a rule created (a gateway transaction)."""
+        self._doubtful.add(id(p))
         self.payments.append(p)
         if len(p.codes) == 1:
             self._insert(p.codes[0], p, keep_order=True)
@@ -217,6 +232,7 @@ class Book:
         """Give a code-less payment the code a callback told us (rule *callback*)."""
         p.codes = (code,)
         p.via_callback = True
+        self._doubtful.add(id(p))
         self._insert(code, p, keep_order=True)
 
     # -- questions ---------------------------------------------------------------------
@@ -265,6 +281,21 @@ class Book:
 
     def open_payments(self, *, today_only: bool = False) -> list[Payment]:
         return [p for p in self.payments if p.is_open and (p.today or not today_only)]
+
+    def doubtful(self) -> list[Payment]:
+        """Open payments naming one code that is another account's, cancelled, or that
+        their time may put past its expiry — all that the gatekeeper rules could hold
+        (decided when each payment got its code), in canonical order. Walks the list of
+        payments without touching the others: a million-line day's values stay cold."""
+        ids = self._doubtful
+        return [p for p in self.payments if id(p) in ids and p.is_open]
+
+    def codeless(self) -> list[Payment]:
+        """Today's open statement lines that name no known code (rules *gateway* and
+        *callback*), in canonical order; like :meth:`doubtful`, without touching the
+        others."""
+        ids = self._codeless
+        return [p for p in self.payments if id(p) in ids and p.is_open and not p.codes]
 
     def ref_state(self, code: str) -> RefState:
         st = self.state.get(code)
@@ -323,14 +354,22 @@ class Book:
 
     def index(self, name: str) -> dict:
         """Indexes of callbacks some rules need, built on first use:
-        ``bank_ref`` → [events], ``txn`` → (provider, txn id) → event, ``amount`` →
-        ([times], [events of references no payment names]) in time order."""
+        ``bank_ref`` → [events] for the bank refs of today's code-less lines (rule
+        *callback*), ``txn`` → (provider, txn id) → event for the transactions of the
+        batches (rule *gateway*), ``amount`` → ([times], [events of references no payment
+        names]) in time order. Only what a rule can ask for goes in: a million-line
+        day's callbacks are looked at once, not stored again."""
         idx = self._indexes.get(name)
         if idx is None:
             idx = self._indexes[name] = {}
+            if name == "bank_ref":
+                wanted = {p.line.bank_ref for p in self.codeless() if p.line.bank_ref}
+            elif name == "txn":
+                wanted = {t.provider_txn_id for b in self.inp.batches for t in b.txns}
             for e in self.events:  # already in time order
-                if name == "bank_ref" and e.bank_ref:
-                    idx.setdefault(e.bank_ref, []).append(e)
+                if name == "bank_ref":
+                    if e.bank_ref in wanted:
+                        idx.setdefault(e.bank_ref, []).append(e)
                 elif (name == "amount" and e.reference in self.refs
                       and e.reference not in self._groups):
                     # only callbacks whose reference has no payment naming it: those are
@@ -338,7 +377,7 @@ class Book:
                     times, evs = idx.setdefault(e.amount, ([], []))
                     times.append(e.paid_at.timestamp())
                     evs.append(e)
-                elif name == "txn":
+                elif name == "txn" and e.provider_txn_id in wanted:
                     idx.setdefault((e.provider, e.provider_txn_id), e)
         return idx
 

@@ -65,7 +65,7 @@ def gateway(book: Book) -> None:
                if b.settled_on <= book.day <= b.settled_on + lag]
     if not batches:
         return
-    lines = [p for p in book.open_payments(today_only=True) if not p.codes]
+    lines = book.codeless()
     memos = {id(p): normalize_memo(p.memo) for p in lines}
     chosen: dict[str, list[Payment]] = {}
     strong: set[int] = set()
@@ -149,7 +149,7 @@ def callback(book: Book) -> None:
     callbacks make the line *ambiguous*. A paired line takes the callback's reference.
     """
     tol = book.policy.time_tolerance_s
-    for p in book.open_payments(today_only=True):
+    for p in book.codeless():
         if p.codes or p.txn is not None:
             continue
         if p.bank_ref:
@@ -189,7 +189,7 @@ def _ambiguous_events(book: Book, p: Payment, evs: list) -> None:
 
 def wrong_account(book: Book) -> None:
     """The code is a real reference of another collection account (another unit's)."""
-    for p in book.open_payments():
+    for p in book.doubtful():
         code = p.code
         if code and not book.on_account(code):
             ref = book.refs[code]
@@ -199,7 +199,7 @@ def wrong_account(book: Book) -> None:
 
 def expired_or_cancelled(book: Book) -> None:
     """The reference was cancelled, or had expired, when the money was paid."""
-    for p in book.open_payments():
+    for p in book.doubtful():
         code = p.code
         if code and not book.payable(code, p):
             ref = book.refs[code]

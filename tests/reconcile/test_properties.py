@@ -164,3 +164,25 @@ def test_references_move_only_on_their_own_account(inp: DayInput) -> None:
             assert u.code not in cancelled or any(
                 a.code == u.code for m in result.matches if m.rule.value == "manual"
                 for a in m.allocations)
+
+
+def _full_scans(rule):  # noqa: ANN001, ANN202
+    """A rule walking every open payment, as the rules were first written: the reference
+    implementation for the book's ``doubtful()`` and ``codeless()`` indexes."""
+    def run(book) -> None:  # noqa: ANN001
+        book.doubtful = book.open_payments
+        book.codeless = lambda: [p for p in book.open_payments(today_only=True)
+                                 if not p.codes]
+        try:
+            rule(book)
+        finally:
+            del book.doubtful, book.codeless
+    return run
+
+
+@settings(max_examples=300, deadline=None)
+@given(day_inputs())
+def test_rules_see_every_payment_they_could_take(inp: DayInput) -> None:
+    from reconcile.rules import RULES
+
+    assert reconcile_day(inp) == reconcile_day(inp, tuple(_full_scans(r) for r in RULES))

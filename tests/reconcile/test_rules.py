@@ -158,6 +158,19 @@ def test_callback_rule_takes_the_code_from_the_callback() -> None:
     assert b.matches[0].rule is Rule.CALLBACK
 
 
+def test_callback_rule_pairs_by_bank_ref_a_line_without_time() -> None:
+    b = book(refs=[ref(A, 5000), ref(B, 5000)],
+             lines=[line(1, 5000, "CHUYEN TIEN", bank_ref="FT77"),
+                    line(2, 5000, f"CK {B}", t(9), bank_ref="FT78")],
+             events=[Reported(10, "sepay", "s1", 5000, t(8), A, "FT77"),
+                     Reported(11, "sepay", "s2", 5000, t(9), B, "FT78"),
+                     Reported(12, "sepay", "s3", 5000, t(8), A, "FT99")])
+    rules.callback(b)
+    p = b.line(1)
+    assert p.codes == (A,) and p.event_id == 10 and p.via_callback
+    assert b.free == {11, 12}  # a line with its code keeps its own callback for exact
+
+
 def test_callback_rule_never_uses_time_for_a_near_miss() -> None:
     b = book(refs=[ref(A, 5000)], lines=[line(1, 5000, typo_of(A), t(9))],
              events=[Reported(10, "momo", "m1", 5000, t(9), A)])
