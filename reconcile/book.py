@@ -17,7 +17,6 @@ touched reference, and indexes only some rules need are built on first use.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 
@@ -145,10 +144,19 @@ class Book:
         self.pending_events: list[int] = []
         self.events = sorted(inp.events, key=lambda e: (e.paid_at, e.id))
         self.free: set[int] = {e.id for e in self.events}
-        self.events_by_ref: dict[str, list[Reported]] = defaultdict(list)
+        # a code with one callback maps to it, several to a list: no list per callback
+        self._by_ref: dict[str, Reported | list[Reported]] = {}
+        by_ref = self._by_ref
         for e in self.events:
-            if e.reference:
-                self.events_by_ref[e.reference].append(e)
+            code = e.reference
+            if code:
+                have = by_ref.get(code)
+                if have is None:
+                    by_ref[code] = e
+                elif type(have) is list:
+                    have.append(e)
+                else:
+                    by_ref[code] = [have, e]
         self._indexes: dict[str, dict] = {}
         self.payments: list[Payment] = []
         self._groups: dict[str, Payment | list[Payment]] = {}
@@ -242,8 +250,19 @@ class Book:
             yield code, group if isinstance(group, list) else [group]
 
     def raw_groups(self) -> Iterator[tuple[str, Payment | list[Payment]]]:
-        """Like :meth:`groups`, but a code named by one payment yields that payment itself."""
-        return iter(self._groups.items())
+        """Like :meth:`groups`, but a code named by one payment yields that payment itself.
+
+        A complete walk that inserts nothing leaves :meth:`open_groups` the codes still
+        open at its end, so the next rules' walks need not visit every group again."""
+        groups, inserts = self._groups, self._inserts
+        survivors = []
+        for code, group in groups.items():
+            yield code, group
+            if (group.is_open if type(group) is Payment
+                    else any(p.is_open for p in group)):  # type: ignore[union-attr]
+                survivors.append(code)
+        if self._inserts == inserts:
+            self._open_codes = survivors
 
     def open_groups(self) -> Iterator[tuple[str, list[Payment]]]:
         """(code, its open single-code payments) for every code that has any.
@@ -329,13 +348,18 @@ class Book:
             return at <= ref.expires_at
         return p.line.posting_date <= local_date(ref.expires_at) + timedelta(days=1)
 
+    def callbacks_for(self, code: str) -> list[Reported] | tuple[Reported, ...]:
+        """The callbacks naming ``code``, in time order."""
+        found = self._by_ref.get(code)
+        return () if found is None else found if type(found) is list else (found,)
+
     def time_of(self, p: Payment, code: str) -> datetime | None:
         """When ``p`` was paid: its callback's time, its own, or a likely callback's."""
         if p.event is not None:
             return p.event.paid_at
         if p.at is not None:
             return p.at
-        for e in self.events_by_ref.get(code, ()):
+        for e in self.callbacks_for(code):
             if e.id in self.free and e.amount == p.cover:
                 return e.paid_at
         return None
@@ -402,7 +426,7 @@ class Book:
         came_with = p.event
         if came_with is not None and came_with.reference in (None, code):
             return came_with
-        candidates = self.events_by_ref.get(code)
+        candidates = self.callbacks_for(code)
         if not candidates:
             return None
         free = self.free
