@@ -55,7 +55,7 @@ UPDATE payment_references{alias}
        amount_paid = {greatest}({r}.amount_paid, m.alloc)
   FROM (SELECT reference_id AS id, MAX(allocated) AS alloc, MIN(paid_at) AS paid
           FROM recon_reference_moves WHERE state = 'settled'
-         GROUP BY reference_id) AS m
+         GROUP BY reference_id ORDER BY reference_id) AS m
  WHERE {r}.id = m.id AND {per_row}{r}.state IN ({states})"""
 # SQLite: "+state" keeps the guard a per-row check; it must not lead the plan
 _SETTLE = {
