@@ -20,9 +20,9 @@ from __future__ import annotations
 import importlib
 import logging
 from functools import lru_cache
-from importlib.metadata import entry_points
 
 from adapters.callbacks import CallbackAdapter
+from adapters.entry_points import loaded
 from feepay.exceptions import UnknownAdapter
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,7 @@ def _is_callback_adapter(obj: object) -> bool:
 
 def _plugins() -> dict[str, type[CallbackAdapter]]:
     found: dict[str, type[CallbackAdapter]] = {}
-    for ep in entry_points(group=GROUP):
-        if ep.name in BUILTIN:
-            log.warning("entry point %s=%s ignored: %r is a built-in adapter",
-                        ep.name, ep.value, ep.name)
-            continue
-        try:
-            obj = ep.load()
-        except Exception:  # noqa: BLE001 - a broken plugin must not stop the service
-            log.exception("cannot load adapter entry point %s=%s", ep.name, ep.value)
-            continue
+    for ep, obj in loaded(GROUP, BUILTIN, label="adapter", builtin="adapter"):
         if not _is_callback_adapter(obj):
             continue  # not a callback adapter (statement parsers: feepay.statements)
         if obj.name != ep.name:

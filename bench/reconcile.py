@@ -49,9 +49,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -266,21 +268,19 @@ def scale_url(url: str, n: int) -> str:
     if "bench" not in _pg_name(url):
         sys.exit(f"refusing to use {url}: use a database whose name contains 'bench'")
     scaled = f"{url.rsplit('/', 1)[0]}/{_pg_name(url)}_{n}"
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    with _pg_admin(url) as conn:
         if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
                             {"n": _pg_name(scaled)}).scalar():
             conn.execute(text(f'CREATE DATABASE "{_pg_name(scaled)}"'))
-    admin.dispose()
     return scaled
 
 
 def snapshot(url: str) -> None:
     """Keep the prepared database (before its first run) to restore it for every run."""
     if url.startswith("postgresql"):
-        _pg_admin(f'DROP DATABASE IF EXISTS "{_pg_name(url)}_pristine"',
+        _pg_run(f'DROP DATABASE IF EXISTS "{_pg_name(url)}_pristine"',
                   f'CREATE DATABASE "{_pg_name(url)}_pristine" TEMPLATE "{_pg_name(url)}"',
                   url=url)
     else:
@@ -293,7 +293,7 @@ def snapshot(url: str) -> None:
 def restore(url: str) -> None:
     """Put the prepared database back as it was before its first run."""
     if url.startswith("postgresql"):
-        _pg_admin(f'DROP DATABASE IF EXISTS "{_pg_name(url)}"',
+        _pg_run(f'DROP DATABASE IF EXISTS "{_pg_name(url)}"',
                   f'CREATE DATABASE "{_pg_name(url)}" TEMPLATE "{_pg_name(url)}_pristine"',
                   url=url)
         return
@@ -308,14 +308,25 @@ def _pg_name(url: str) -> str:
     return url.rsplit("/", 1)[-1].split("?")[0]
 
 
-def _pg_admin(*statements: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
+@contextmanager
+def _pg_admin(url: str) -> Iterator[Any]:
+    """A connection to the server's ``postgres`` database, outside any transaction."""
+    from sqlalchemy import create_engine
 
     admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    try:
+        with admin.connect() as conn:
+            yield conn
+    finally:
+        admin.dispose()
+
+
+def _pg_run(*statements: str, url: str) -> None:
+    from sqlalchemy import text
+
+    with _pg_admin(url) as conn:
         for sql in statements:
             conn.execute(text(sql))
-    admin.dispose()
 
 
 def bulk_insert(fp, table, rows: list[dict], chunk: int = 20_000) -> None:  # noqa: ANN001

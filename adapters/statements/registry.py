@@ -33,9 +33,9 @@ import logging
 import os
 from collections.abc import Iterable
 from functools import lru_cache
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from adapters.entry_points import loaded
 from adapters.statements.base import Adapter
 from adapters.statements.camt import Camt
 from adapters.statements.mt940 import Mt940
@@ -91,16 +91,7 @@ def reload_plugins() -> None:
 @lru_cache(maxsize=1)
 def _plugins(reserved: frozenset[str]) -> tuple[tuple[str, Adapter], ...]:
     found: list[tuple[str, Adapter]] = []
-    for ep in entry_points(group=GROUP):
-        if ep.name in reserved:
-            log.warning("statement entry point %s=%s ignored: %r is a built-in format",
-                        ep.name, ep.value, ep.name)
-            continue
-        try:
-            obj = ep.load()
-        except Exception:  # noqa: BLE001 - a broken plugin must not stop the other formats
-            log.exception("cannot load statement adapter entry point %s=%s", ep.name, ep.value)
-            continue
+    for ep, obj in loaded(GROUP, reserved, label="statement adapter", builtin="format"):
         adapter = _plugin_adapter(ep.name, ep.value, obj)
         if adapter is not None:
             found.append((ep.name, adapter))

@@ -300,19 +300,8 @@ def test_settlement_total_mismatch(tmp_path: Path) -> None:
 
 
 # -- user profiles -------------------------------------------------------------------------------
-USER_PROFILE = """
-name = "demo-signed"
-title = "Demo bank, signed amounts"
-markers = ["NGAN HANG DEMO"]
-[columns]
-posting_date = ["Ngày"]
-amount = ["Số tiền"]
-direction = ["Loại"]
-memo = ["Nội dung"]
-[direction]
-credit = ["C", "Ghi có"]
-debit = ["D", "Ghi nợ"]
-"""
+USER_PROFILE = (Path(__file__).with_name("demo_signed.toml")  # also a plugin's, test_plugins
+                .read_text(encoding="utf-8"))
 
 
 def test_user_profile_from_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,19 +80,7 @@ def explodes():
 demo_instance = DemoBank()
 '''
 
-SIGNED_PROFILE = '''
-name = "demo-signed"
-title = "Demo bank, signed amounts"
-markers = ["NGAN HANG DEMO"]
-[columns]
-posting_date = ["Ngày"]
-amount = ["Số tiền"]
-direction = ["Loại"]
-memo = ["Nội dung"]
-[direction]
-credit = ["C", "Ghi có"]
-debit = ["D", "Ghi nợ"]
-'''
+SIGNED_PROFILE = Path(__file__).with_name("demo_signed.toml").read_text(encoding="utf-8")
 
 ENTRY_POINTS = f"""[{GROUP}]
 demobank = feepay_stmtplugin:DemoBank
