@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
+if sys.path[0] != str(ROOT):  # first, or this script's folder would shadow `reconcile`
     sys.path.insert(0, str(ROOT))
 
 DAY = date(2025, 12, 1)
