@@ -82,8 +82,7 @@ class ReconMatchRow(Base):
 
     __table_args__ = (
         Index("ix_recon_matches_account_day", "account_id", "day"),
-        Index("ix_recon_matches_reference_id", "reference_id"),
-        Index("ix_recon_matches_event_id", "event_id"),
+        Index("ix_recon_matches_reference_id", "reference_id"),  # earlier days' matches
     )
 
 
