@@ -3,9 +3,12 @@
 Actions (docs/reconcile.md says which fits which category):
 
 ==============  =========================================================================
-``link``        this statement line pays that reference. The account-day is re-run at
-                once: the engine applies the link first (rule *manual*), the reference
-                is settled, the sum check is redone.
+``link``        this statement line pays that reference (of the same collection
+                account). The account-day is re-run at once: the engine applies the link
+                first (rule *manual*): the reference takes what it still owes, any rest
+                is held again (``overpaid``, or ``duplicate`` if it owed nothing) for a
+                refund; the sum check is redone. Not for a line partly matched already
+                (``overpaid``), nor a line linked once before.
 ``refund_due``  the money must go back to the payer (duplicate, overpaid, unknown…).
 ``write_off``   nothing more will happen (a bank's own credit, a callback proven false…).
 ``carry_over``  wait: look again later (part-payment expected, money still in transit).
@@ -43,6 +46,9 @@ if TYPE_CHECKING:
 RESOLVABLE = ("open", "carried_over")
 NO_MONEY = (Category.PAID_NO_MONEY.value, Category.MONEY_NO_CALLBACK.value)
 NOT_LINKABLE = (*NO_MONEY, Category.BATCH_TOTAL_DIFFERS.value)
+#: Categories holding only part of a line whose other part is matched (rule ``over``, and a
+#: link's own excess): a link gives the reference the whole line, taking that match away.
+PART_MATCHED = (Category.OVERPAID.value,)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,8 @@ class Resolutions:
 
         Raises:
             ValidationError: unknown action, no reason or actor, a link without a
-                reference, an action that does not fit the category.
+                reference, an action that does not fit the category, a link to another
+                collection account's reference or of a line partly matched or linked.
             NotFound: no such mismatch or reference.
             Conflict: the mismatch is no longer open (someone resolved it, or a later
                 day cleared it), or the reference cannot take money.
@@ -199,23 +206,7 @@ class Resolutions:
             if reference:
                 raise ValidationError("only link takes a reference", field="reference")
             return None
-        if row.category in NOT_LINKABLE or row.line_id is None:
-            raise ValidationError(f"a {row.category} mismatch holds no statement line to "
-                                  "link", field="action")
-        if row.batch_id:
-            raise ValidationError("this money is part of a gateway settlement batch: correct "
-                                  "and re-import the settlement file instead", field="action")
-        if not reference:
-            raise ValidationError("link needs the reference the money pays",
-                                  field="reference")
-        code = codes.validate(reference)
-        state = s.scalar(select(ReferenceRow.state).where(ReferenceRow.code == code))
-        if state is None:
-            raise NotFound(f"no payment reference {codes.format(code)}", field="reference")
-        if state == "cancelled":
-            raise Conflict(f"reference {codes.format(code)} is cancelled: refund the money "
-                           "or issue a new reference", field="reference")
-        return code
+        return _check_link(s, row, reference)
 
     def _apply(self, s: Session, row: ReconMismatchRow, action: str, reason: str,
                actor: str, code: str | None) -> None:
@@ -239,6 +230,62 @@ class Resolutions:
         s.add(ReconResolutionRow(mismatch_id=row.id, action=action, reason=reason,
                                  actor=actor, at=now, reference_code=code,
                                  audit_hash=entry.hash))
+
+
+def _check_link(s: Session, row: ReconMismatchRow, reference: str | None) -> str:
+    """The canonical code ``row``'s line may be linked to, or why it may not.
+
+    The engine gives a linked line to its reference (what it owes; the rest is held), so a
+    link is refused where that would take money from a match, count it on the wrong
+    account, or link a line twice.
+    """
+    if row.category in NOT_LINKABLE or row.line_id is None:
+        raise ValidationError(f"a {row.category} mismatch holds no statement line to "
+                              "link", field="action")
+    if row.batch_id:
+        raise ValidationError("this money is part of a gateway settlement batch: correct "
+                              "and re-import the settlement file instead", field="action")
+    if row.category in PART_MATCHED:
+        raise ValidationError(f"the rest of this line is already matched to "
+                              f"{_shown(row.reference_code)}; a link would take that match "
+                              "away. Mark the excess refund_due instead", field="action")
+    if not reference:
+        raise ValidationError("link needs the reference the money pays",
+                              field="reference")
+    code = codes.validate(reference)
+    ref = s.execute(select(ReferenceRow.state, ReferenceRow.account_id)
+                    .where(ReferenceRow.code == code)).first()
+    if ref is None:
+        raise NotFound(f"no payment reference {codes.format(code)}", field="reference")
+    if ref.state == "cancelled":
+        raise Conflict(f"reference {codes.format(code)} is cancelled: refund the money "
+                       "or issue a new reference", field="reference")
+    if ref.account_id != row.account_id:
+        raise ValidationError(
+            f"reference {codes.format(code)} belongs to collection account {ref.account_id}, "
+            f"not to account {row.account_id} that received this money: the money must be "
+            "transferred to the right unit's account, where it will match; resolve this "
+            "mismatch as refund_due (transferred out) with the transfer's reference in the "
+            "reason", field="reference")
+    _check_not_linked(s, row)
+    return code
+
+
+def _check_not_linked(s: Session, row: ReconMismatchRow) -> None:
+    """A line is linked once: a second link would compete with the first in the engine."""
+    X = ReconMismatchRow
+    first = s.execute(select(X.id, X.linked_reference).where(
+        X.account_id == row.account_id, X.line_day == row.line_day,
+        X.line_id == row.line_id, X.resolution == "link", X.id != row.id)).first()
+    if first is not None:
+        raise ValidationError(
+            f"this statement line is already linked to {_shown(first.linked_reference)} "
+            f"(mismatch {first.id}); what that reference could not take is held here: "
+            "mark it refund_due (or write_off)", field="action")
+
+
+def _shown(code: str | None) -> str:
+    return f"reference {codes.format(code)}" if code else "a reference"
 
 
 def _check(action: str, reason: str, actor: str) -> tuple[str, str, str]:

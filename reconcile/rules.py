@@ -8,7 +8,8 @@ in a mismatch. Rules never guess: when two candidates fit equally the money is h
 Order matters and is part of the contract (docs/reconcile.md walks through an example):
 
 =====================  ==================================================================
-``manual_links``       a reviewer linked this line to that reference: done first
+``manual_links``       a reviewer linked this line to that reference: done first;
+                       it pays what the reference owes, the rest is held
 ``gateway``            a batch credit = Σ net of its transactions; split it into them
 ``callback``           a code-less line paired with a callback (bank ref; amount + time)
 ``wrong_account``      the code belongs to another collection account
@@ -29,6 +30,7 @@ Order matters and is part of the contract (docs/reconcile.md walks through an ex
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 from feepay.reference import is_valid, normalize_memo
@@ -39,11 +41,58 @@ MIN_BATCH_ID = 6  # shorter batch ids are too likely to appear in a memo by chan
 
 
 def manual_links(book: Book) -> None:
-    """Rule 0: a person's ``link`` decision allocates the whole line to the reference."""
+    """Rule 0: a person's ``link`` decision, applied before any rule guesses.
+
+    A link says *which* reference a line pays, not *how much* it pays: the reference takes
+    at most what it still owes and the rest stays held for review, as rule ``over`` holds
+    an excess. Without this, a 150.000 ₫ line linked to a reference owing 6.000 ₫ would
+    settle it and the 144.000 ₫ excess would vanish from review.
+    """
     for link in sorted(book.inp.links, key=lambda x: (x.line_id, x.code)):
         p = book.line(link.line_id)
         if p is not None and p.is_open and link.code in book.refs:
-            book.allocate(Rule.MANUAL, [(p, link.code, p.money, p.money)])
+            _apply_link(book, p, link.code)
+
+
+def _apply_link(book: Book, p: Payment, code: str) -> None:
+    """Pay ``code`` what it still owes from ``p``; hold whatever the link cannot place.
+
+    Another collection account's reference is not paid here (the money would count as
+    matched on the wrong account): ``wrong_account``. A reference that owes nothing more
+    gets nothing: ``duplicate``. An excess over what it owes: ``overpaid``.
+    """
+    if not book.on_account(code):
+        _hold_linked(book, Category.WRONG_ACCOUNT, p, code, p.money,
+                     reference_account=book.refs[code].account_id,
+                     why="linked to another collection account's reference")
+        return
+    owed = book.remaining(code)
+    if owed <= 0:
+        prior = book.prior.get(code)
+        _hold_linked(book, Category.DUPLICATE, p, code, p.money,
+                     paid_earlier=prior.allocated if prior else 0,
+                     paid_today=book.ref_state(code).allocated,
+                     why="linked to a reference that owes nothing more")
+        return
+    paid = min(p.money, owed)
+    match = book.allocate(Rule.MANUAL, [(p, code, paid, paid)])
+    if paid < p.money:
+        _hold_linked(book, Category.OVERPAID, p, code, p.money - paid, match=match.key,
+                     paid=paid, why="linked to a reference that owed less than the line")
+
+
+def _hold_linked(book: Book, category: Category, p: Payment, code: str, amount: int,
+                 **evidence: object) -> None:
+    """Hold ``amount`` of a linked line, saying it came through a person's link.
+
+    Its key is ``category:L<line>:<code>``: never the key of the mismatch the link
+    resolved (a ``duplicate`` linked to a reference already paid would otherwise be held
+    again under that resolved row, out of every reviewer's sight).
+    """
+    mm = book.hold(category, p, amount, reference=code,
+                   expected_amount=book.refs[code].amount_due, via="link",
+                   linked_reference=code, **evidence)
+    book.mismatches[-1] = replace(mm, key=f"{mm.key}:{code}")
 
 
 # --------------------------------------------------------------------------- gateway

@@ -53,8 +53,15 @@ def decided(b: Book) -> tuple[list, list]:
             [(m.category.value, m.line_id, m.amount) for m in b.mismatches])
 
 
-def test_manual_link_takes_the_whole_line() -> None:
+def test_manual_link_pays_what_is_owed_and_holds_the_rest() -> None:
     b = book(refs=[ref(A, 5000)], lines=[line(1, 7000, "no code")],
+             links=(ManualLink(1, A),))
+    rules.manual_links(b)
+    assert decided(b) == ([("manual", [(1, A, 5000)])], [("overpaid", 1, 2000)])
+
+
+def test_manual_link_takes_the_whole_line_when_it_is_owed() -> None:
+    b = book(refs=[ref(A, 7000)], lines=[line(1, 7000, "no code")],
              links=(ManualLink(1, A),))
     rules.manual_links(b)
     assert decided(b) == ([("manual", [(1, A, 7000)])], [])
