@@ -1,6 +1,7 @@
 """`feepay statements …`: import bank statements and gateway settlement files, list imports.
 
-    feepay statements import FILE --account ID [--format NAME] [--profiles PATH] [--json]
+    feepay statements import FILE --account ID [--format NAME] [--profiles PATH]
+                             [--replace-batches REASON] [--json]
     feepay statements check FILE [--format NAME]        # parse and validate, store nothing
     feepay statements imports [--account ID] [--json]
     feepay statements formats [--json]
@@ -71,17 +72,23 @@ _profiles = click.option(
                    "detected when omitted.")
 @click.option("--actor", default=_default_actor, show_default="current user",
               help="Who imports (recorded with the import).")
+@click.option("--replace-batches", "replace_reason", default=None, metavar="REASON",
+              help="Replace batches already imported with this corrected file; the old "
+                   "version is kept in the audit log (settlement files only; REASON is "
+                   "recorded).")
 @_profiles
 @json_option
 @command
 def import_cmd(fp, file: str, account_id: int, fmt: str | None, actor: str,  # noqa: ANN001
-               profiles: tuple[str, ...], as_json: bool) -> None:
+               replace_reason: str | None, profiles: tuple[str, ...], as_json: bool) -> None:
     """Validate the whole FILE, then store its new lines into the account.
 
     Importing the same file again, or an overlapping period, stores only lines not
-    already stored. Two identical lines in one file both stay.
+    already stored. Two identical lines in one file both stay. A settlement batch the
+    file changes is refused unless --replace-batches gives the reason for the correction.
     """
-    adapter, result = import_file(fp, file, account_id, fmt=fmt, actor=actor, extra=profiles)
+    adapter, result = import_file(fp, file, account_id, fmt=fmt, actor=actor, extra=profiles,
+                                  replace_reason=replace_reason)
     data = {"file": result.file_name, "format": adapter.name, "profile": adapter.title,
             "detected": fmt is None, **result.as_dict()}
 
@@ -101,6 +108,9 @@ def import_cmd(fp, file: str, account_id: int, fmt: str | None, actor: str,  # n
                            if result.closing_balance is not None else ""))
         else:
             text.append(f"{result.batches} settlement batch(es), net {format_vnd(result.credits)}")
+        if result.replaced_batches:
+            text.append(f"replaced {len(result.replaced_batches)} stored batch(es): "
+                        f"{', '.join(result.replaced_batches)} (old version in the audit log)")
         return "\n".join(text)
 
     emit(as_json, data, human)

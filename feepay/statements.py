@@ -52,20 +52,21 @@ import itertools
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from hashlib import sha256
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from feepay.banks import mask
 from feepay.exceptions import Conflict, ParseError, ValidationError
-from feepay.models import SettlementFile, Statement, StatementLine
+from feepay.models import SettlementBatch, SettlementFile, Statement, StatementLine
 from feepay.money import VN_TZ, format_vnd, now_utc
 from feepay.reference import NON_ALNUM, codes_in_normalized, find_in_text, normalize_memo
 from feepay.storage.tables_statements import (
@@ -158,6 +159,7 @@ class ImportResult:
     credits: int = 0
     debits: int = 0
     batches: int = 0
+    replaced_batches: list[str] = field(default_factory=list)  # batch ids a correction replaced
     warnings: list[str] = field(default_factory=list)
     seconds_read: float = 0.0  # read and check the whole file (no lock held)
     seconds_store: float = 0.0  # the storing transaction
@@ -429,6 +431,108 @@ def _dialect_insert(session: Session):  # noqa: ANN202 - sqlite/postgresql inser
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# -- settlement batches: storing and replacing ---------------------------------------------
+_HOW_TO_REPLACE = ("If this file is the provider's correction, import it again with a reason "
+                   "(`feepay statements import FILE --account ID --replace-batches REASON`); "
+                   "the stored version is kept in the audit log")
+# what a replacement rewrites in the batch row (provider, batch id and account stay)
+_REPLACED_COLUMNS = ("import_id", "settled_on", "gross_total", "fee_total", "net_total",
+                     "txn_count")
+
+
+@dataclass
+class _Replacing:
+    """A person's request to replace stored batches by this (corrected) file."""
+
+    actor: str
+    reason: str
+    file_name: str
+    file_sha256: str
+    replaced: list[str] = field(default_factory=list)  # batch ids, in file order
+
+    @classmethod
+    def make(cls, reason: str | None, actor: str, file_name: str,
+             file_sha256: str) -> _Replacing | None:
+        """None when no replacement is asked; else checked like every human action: a
+        reason and an actor (1–80 characters) are required."""
+        if reason is None:
+            return None
+        reason = " ".join(reason.split())
+        if not reason:
+            raise ValidationError("replacing stored batches needs a reason (e.g. who sent "
+                                  "the corrected file and why)", field="replace_reason")
+        if len(reason) > 2000:
+            raise ValidationError("the reason is longer than 2000 characters",
+                                  field="replace_reason")
+        actor = (actor or "").strip()
+        if not actor or len(actor) > 80:
+            raise ValidationError("replacing stored batches needs the acting person "
+                                  "(1–80 characters)", field="actor")
+        return cls(actor, reason, file_name, file_sha256)
+
+
+def _batch_values(batch: SettlementBatch, account_id: int, import_id: int) -> dict:
+    """The ``settlement_batches`` row the file's batch makes."""
+    return {"import_id": import_id, "account_id": account_id, "provider": batch.provider,
+            "batch_id": batch.batch_id, "settled_on": batch.settled_on,
+            "gross_total": sum(t.gross for t in batch.transactions),
+            "fee_total": sum(t.fee for t in batch.transactions),
+            "net_total": batch.net_total, "txn_count": len(batch.transactions)}
+
+
+def _insert_txns(s: Session, batch: SettlementBatch, pk: int, import_id: int) -> int:
+    """Insert the batch's transactions not stored yet (by provider id); return how many."""
+    if not batch.transactions:
+        return 0
+    rows = [{"batch_pk": pk, "import_id": import_id, "provider": batch.provider,
+             "provider_txn_id": t.provider_txn_id, "kind": t.kind,
+             "order_ref": t.reference,
+             "reference": (find_in_text(t.reference) or [None])[0] if t.reference else None,
+             "gross": t.gross, "fee": t.fee, "net": t.net, "paid_at": t.paid_at,
+             "line_no": t.line_no} for t in batch.transactions]
+    stmt = (_dialect_insert(s)(SettlementTxnRow)
+            .on_conflict_do_nothing(index_elements=["provider", "provider_txn_id", "kind"])
+            .returning(SettlementTxnRow.id))
+    return len(s.connection().execute(stmt, rows).all())
+
+
+def _check_same_account(old: SettlementBatchRow, batch: SettlementBatch,
+                        account_id: int) -> None:
+    """A correction fixes a batch's contents; money paid into one account never moves."""
+    if old.account_id != account_id:
+        raise Conflict(
+            f"{batch.provider} batch {batch.batch_id} is stored in account {old.account_id}; "
+            f"a corrected file cannot move it into account {account_id}. Nothing was "
+            "imported", field="batch_id")
+
+
+def _txn_facts(provider_txn_id: str, kind: str, order_ref: str | None, gross: int, fee: int,
+               net: int, paid_at: datetime | None) -> tuple:
+    """What a transaction says, whichever file line it sits on (for comparing versions)."""
+    return (provider_txn_id, kind, order_ref, gross, fee, net, paid_at)
+
+
+def _same_batch(old: SettlementBatchRow, old_txns: list, batch: SettlementBatch) -> bool:
+    """Whether the file's batch says exactly what is stored (day, total, transactions)."""
+    if (old.settled_on, old.net_total) != (batch.settled_on, batch.net_total):
+        return False
+    stored = Counter(_txn_facts(t.provider_txn_id, t.kind, t.order_ref, t.gross, t.fee,
+                                t.net, t.paid_at) for t in old_txns)
+    return stored == Counter(_txn_facts(t.provider_txn_id, t.kind, t.reference, t.gross,
+                                        t.fee, t.net, t.paid_at) for t in batch.transactions)
+
+
+def _batch_snapshot(old: SettlementBatchRow, old_txns: list) -> dict:
+    """The stored batch and its transactions as plain JSON values, for the audit log."""
+    txns = [{"id": t.id, "import_id": t.import_id, "line_no": t.line_no,
+             "provider_txn_id": t.provider_txn_id, "kind": t.kind, "order_ref": t.order_ref,
+             "reference": t.reference, "gross": t.gross, "fee": t.fee, "net": t.net,
+             "paid_at": t.paid_at.isoformat() if t.paid_at else None} for t in old_txns]
+    return {"import_id": old.import_id, "settled_on": old.settled_on.isoformat(),
+            "gross_total": old.gross_total, "fee_total": old.fee_total,
+            "net_total": old.net_total, "txn_count": old.txn_count, "transactions": txns}
+
+
 # -- the service ---------------------------------------------------------------------------
 class Statements:
     """Import statements and settlement files into a collection account; list imports."""
@@ -545,13 +649,23 @@ class Statements:
 
     # settlement files -----------------------------------------------------------------------
     def import_settlement(self, sf: SettlementFile, account_id: int, *, file_name: str,
-                          file_sha256: str, file_size: int,
-                          actor: str = "system") -> ImportResult:
+                          file_sha256: str, file_size: int, actor: str = "system",
+                          replace_reason: str | None = None) -> ImportResult:
         """Store a gateway settlement file's batches and transactions (idempotent).
 
-        A batch already stored with a different total or day is refused (Conflict): the
-        provider re-issued it and a person must look.
+        A batch already stored with a different total or day, or to which the file adds
+        transactions, is refused (Conflict): the provider re-issued it and a person must
+        look. Once a person has the gateway's corrected file, ``replace_reason`` (with the
+        ``actor``) replaces each stored batch the file changes, in the same transaction: the
+        old batch and its transactions go into one ``statements.replace_batch`` audit entry
+        each (nothing is lost), and the batch then points at this import, so the scheduler
+        reconciles its days again. A batch is never moved into another account.
+
+        Raises:
+            Conflict: a batch differs (without ``replace_reason``), or cannot be replaced.
+            ValidationError: the file is for another account; a blank reason or actor.
         """
+        replacing = _Replacing.make(replace_reason, actor, file_name, file_sha256)
         expected = self._expected(account_id)
         for number in {sf.account_number, *(b.account_number for b in sf.batches)} - {None}:
             self._check_account(sf.source, account_id, expected, number, None)
@@ -568,63 +682,100 @@ class Statements:
                 lines_total=len(txns), lines_new=0, lines_duplicate=len(txns))
             s.add(row)
             s.flush()
-            new = sum(self._store_batch(s, batch, account_id, row.id) for batch in sf.batches)
+            new = sum(self._store_batch(s, batch, account_id, row.id, replacing)
+                      for batch in sf.batches)
             s.execute(update(StatementImportRow).where(StatementImportRow.id == row.id)
                       .values(lines_new=new, lines_duplicate=len(txns) - new))
+            details: dict[str, object] = {
+                "file": file_name, "sha256": file_sha256, "format": sf.format,
+                "account": account_id, "batches": len(sf.batches), "transactions": len(txns),
+                "new": new}
+            if replacing:
+                details["replaced_batches"] = replacing.replaced
             self.fp.audit.append(s, actor=actor, action="statements.import_settlement",
                                  object_type="statement_import", object_id=row.id,
-                                 details={"file": file_name, "sha256": file_sha256,
-                                          "format": sf.format, "account": account_id,
-                                          "batches": len(sf.batches), "transactions": len(txns),
-                                          "new": new})
+                                 reason=replacing.reason if replacing else None,
+                                 details=details)
             return ImportResult(
                 import_id=row.id, kind="settlement", format=sf.format, file_name=file_name,
                 account_id=account_id, lines=len(txns), new=new, duplicates=len(txns) - new,
                 period_start=row.period_start, period_end=row.period_end,
-                credits=row.credits_total, batches=len(sf.batches))
+                credits=row.credits_total, batches=len(sf.batches),
+                replaced_batches=list(replacing.replaced) if replacing else [])
 
-    def _store_batch(self, s: Session, batch, account_id: int, import_id: int) -> int:  # noqa: ANN001
-        insert = _dialect_insert(s)
-        values = {"import_id": import_id, "account_id": account_id, "provider": batch.provider,
-                  "batch_id": batch.batch_id, "settled_on": batch.settled_on,
-                  "gross_total": sum(t.gross for t in batch.transactions),
-                  "fee_total": sum(t.fee for t in batch.transactions),
-                  "net_total": batch.net_total, "txn_count": len(batch.transactions)}
-        pk = s.scalar(insert(SettlementBatchRow).values(**values)
+    def _store_batch(self, s: Session, batch: SettlementBatch, account_id: int,
+                     import_id: int, replacing: _Replacing | None) -> int:
+        """Store one batch of the file; return how many of its transactions are new.
+
+        A new batch is inserted. A stored one is left as it is when the file says the
+        same, replaced when ``replacing`` and the file differs, refused otherwise."""
+        values = _batch_values(batch, account_id, import_id)
+        pk = s.scalar(_dialect_insert(s)(SettlementBatchRow).values(**values)
                       .on_conflict_do_nothing(index_elements=["provider", "batch_id"])
                       .returning(SettlementBatchRow.id))
-        if pk is None:
-            old = s.scalars(select(SettlementBatchRow).where(
-                SettlementBatchRow.provider == batch.provider,
-                SettlementBatchRow.batch_id == batch.batch_id)).one()
-            if (old.net_total, old.settled_on, old.account_id) != (
-                    batch.net_total, batch.settled_on, account_id):
-                raise Conflict(
-                    f"{batch.provider} batch {batch.batch_id} was already imported with net "
-                    f"{format_vnd(old.net_total)} on {old.settled_on:%d/%m/%Y} into account "
-                    f"{old.account_id}; this file says {format_vnd(batch.net_total)} on "
-                    f"{batch.settled_on:%d/%m/%Y} into account {account_id}", field="batch_id")
-            pk = old.id
-            existed = True
-        else:
-            existed = False
-        if not batch.transactions:
-            return 0
-        rows = [{"batch_pk": pk, "import_id": import_id, "provider": batch.provider,
-                 "provider_txn_id": t.provider_txn_id, "kind": t.kind,
-                 "order_ref": t.reference,
-                 "reference": (find_in_text(t.reference) or [None])[0] if t.reference else None,
-                 "gross": t.gross, "fee": t.fee, "net": t.net, "paid_at": t.paid_at,
-                 "line_no": t.line_no} for t in batch.transactions]
-        stmt = (insert(SettlementTxnRow)
-                .on_conflict_do_nothing(index_elements=["provider", "provider_txn_id", "kind"])
-                .returning(SettlementTxnRow.id))
-        new = len(s.connection().execute(stmt, rows).all())
-        if existed and new:
+        if pk is not None:
+            return _insert_txns(s, batch, pk, import_id)
+        old = s.scalars(select(SettlementBatchRow).where(
+            SettlementBatchRow.provider == batch.provider,
+            SettlementBatchRow.batch_id == batch.batch_id)).one()
+        if replacing is not None:
+            return self._replace_batch(s, old, batch, values, replacing)
+        if (old.net_total, old.settled_on, old.account_id) != (
+                batch.net_total, batch.settled_on, account_id):
+            hint = (_HOW_TO_REPLACE if old.account_id == account_id
+                    else "A batch never moves into another account")
+            raise Conflict(
+                f"{batch.provider} batch {batch.batch_id} was already imported with net "
+                f"{format_vnd(old.net_total)} on {old.settled_on:%d/%m/%Y} into account "
+                f"{old.account_id}; this file says {format_vnd(batch.net_total)} on "
+                f"{batch.settled_on:%d/%m/%Y} into account {account_id}. {hint}",
+                field="batch_id")
+        new = _insert_txns(s, batch, old.id, import_id)
+        if new:
             raise Conflict(
                 f"{batch.provider} batch {batch.batch_id} was already imported; this file adds "
                 f"{new} transaction(s) to it. A paid-out batch does not change: ask the "
-                "provider which file is right", field="batch_id")
+                f"provider which file is right. {_HOW_TO_REPLACE}", field="batch_id")
+        return new
+
+    def _replace_batch(self, s: Session, old: SettlementBatchRow, batch: SettlementBatch,
+                       values: dict, replacing: _Replacing) -> int:
+        """Replace a stored batch by the file's version when they differ; audit the old one.
+
+        The old row values and transactions go into the audit entry before the old
+        transactions are deleted, so a replacement loses nothing."""
+        _check_same_account(old, batch, values["account_id"])
+        X = SettlementTxnRow
+        old_txns = s.execute(select(
+            X.id, X.import_id, X.line_no, X.provider_txn_id, X.kind, X.order_ref, X.reference,
+            X.gross, X.fee, X.net, X.paid_at).where(X.batch_pk == old.id)
+            .order_by(X.line_no, X.id)).all()
+        if _same_batch(old, old_txns, batch):
+            return 0
+        if old.import_id == values["import_id"]:
+            raise Conflict(f"{batch.provider} batch {batch.batch_id} appears twice in this "
+                           "file, with different contents; nothing was imported",
+                           field="batch_id")
+        before = _batch_snapshot(old, old_txns)
+        s.execute(delete(X).where(X.batch_pk == old.id)
+                  .execution_options(synchronize_session=False))
+        s.execute(update(SettlementBatchRow).where(SettlementBatchRow.id == old.id)
+                  .values(**{k: values[k] for k in _REPLACED_COLUMNS})
+                  .execution_options(synchronize_session=False))
+        new = _insert_txns(s, batch, old.id, values["import_id"])
+        if new != len(batch.transactions):
+            raise Conflict(
+                f"{batch.provider} batch {batch.batch_id}: {len(batch.transactions) - new} "
+                "transaction(s) of the corrected file are stored in another batch (or listed "
+                "twice); nothing was imported", field="batch_id")
+        self.fp.audit.append(
+            s, actor=replacing.actor, action="statements.replace_batch",
+            object_type="settlement_batch", object_id=old.id, reason=replacing.reason,
+            details={"provider": batch.provider, "batch_id": batch.batch_id,
+                     "account": old.account_id, "file": replacing.file_name,
+                     "sha256": replacing.file_sha256, "old": before,
+                     "new": {k: values[k] for k in _REPLACED_COLUMNS}})
+        replacing.replaced.append(batch.batch_id)
         return new
 
     # reading -------------------------------------------------------------------------------

@@ -210,9 +210,11 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
                                        else_=X.__table__.c.status)
             session.execute(stmt.on_conflict_do_update(
                 index_elements=["account_id", "key"], set_=refreshed), part)
+    # a carried-over row is a person's "look again later": moot once the run no longer
+    # finds it (a corrected settlement file, say); its resolution fields stay
     session.execute(update(X).where(
         X.account_id == result.account_id, X.day == result.day, X.run_id != run_id,
-        X.status == "open").values(status="superseded", updated_at=now))
+        X.status.in_(("open", "carried_over"))).values(status="superseded", updated_at=now))
 
 
 def _sqlite_mismatch_rows(run_id: int, result: DayResult, stamped: str,

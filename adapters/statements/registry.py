@@ -186,9 +186,13 @@ def parse_file(path: str | Path, fmt: str | None = None,
 
 
 def import_file(fp, path: str | Path, account_id: int, *, fmt: str | None = None,  # noqa: ANN001
-                actor: str = "system", extra: Iterable[str | Path] = ()) -> tuple[Adapter,
-                                                                                 ImportResult]:
-    """Identify (or use ``fmt``), validate the whole file, then store it into the account."""
+                actor: str = "system", extra: Iterable[str | Path] = (),
+                replace_reason: str | None = None) -> tuple[Adapter, ImportResult]:
+    """Identify (or use ``fmt``), validate the whole file, then store it into the account.
+
+    ``replace_reason``: the file is a gateway's correction; it replaces the stored batches
+    it changes (:meth:`feepay.statements.Statements.import_settlement`). A bank statement
+    is refused with it: its lines are only ever added, never replaced."""
     source = Source(path)
     try:
         adapter = get_adapter(fmt, extra) if fmt else detect(source, adapters(extra))
@@ -196,7 +200,13 @@ def import_file(fp, path: str | Path, account_id: int, *, fmt: str | None = None
                   "file_size": source.size, "actor": actor}
         if adapter.kind == "settlement":
             result = fp.statements.import_settlement(adapter.read_settlement(source),
-                                                     account_id, **common)
+                                                     account_id, **common,
+                                                     replace_reason=replace_reason)
+        elif replace_reason is not None:
+            raise ValidationError(
+                f"{source.name}: --replace-batches is for gateway settlement files; this is "
+                f"a bank statement ('{adapter.name}'); nothing was imported",
+                field="replace_batches")
         else:
             result = fp.statements.import_stream(adapter.read(source), account_id, **common)
         return adapter, result
