@@ -456,8 +456,9 @@ class Book:
         st = self.state.get(code) or self.ref_state(code)
         st.remaining -= p.cover
         st.allocated += p.money
-        at = event.paid_at if event is not None else p.at
-        if at is not None and (st.paid_at is None or at < st.paid_at):
+        # a line with no time and no callback was paid on its posting day, not the run's
+        at = event.paid_at if event is not None else (p.at or _noon(line.posting_date))
+        if st.paid_at is None or at < st.paid_at:
             st.paid_at = at
         if p.carried_key:
             self.clears.add(p.carried_key)
@@ -497,7 +498,8 @@ class Book:
             st = self.ref_state(code)
             st.remaining -= cover
             st.allocated += money
-            at = event.paid_at if event is not None else (p.at or self.time_of(p, code))
+            at = event.paid_at if event is not None else (
+                p.at or self.time_of(p, code) or _noon(p.line.posting_date))
             if at is not None and (st.paid_at is None or at < st.paid_at):
                 st.paid_at = at
             if code not in codes_seen:

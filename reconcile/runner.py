@@ -27,7 +27,7 @@ import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
@@ -37,7 +37,11 @@ from feepay.exceptions import NotFound
 from feepay.money import format_vnd, now_utc
 from feepay.storage.tables import AccountRow
 from feepay.storage.tables_reconcile import ReconRunRow
-from feepay.storage.tables_statements import StatementLineRow
+from feepay.storage.tables_statements import (
+    SettlementBatchRow,
+    StatementImportRow,
+    StatementLineRow,
+)
 from reconcile import moves
 from reconcile.days import parse_cutoff
 from reconcile.engine import ENGINE_VERSION, reconcile_day
@@ -152,10 +156,35 @@ class Reconciler:
         return sorted(ids)
 
     def is_done(self, account_id: int, day: date) -> bool:
+        """Whether the account-day needs no new run (the scheduler's question): its latest
+        finished run balanced, and what it read is still what storage holds — the same
+        number and sum of credit lines, and no settlement file for the day's batches
+        imported since it started. A statement imported after its day was reconciled, or
+        a run that could not balance, is run again by the next night."""
+        R, L = ReconRunRow, StatementLineRow
         with self.fp.db.session() as s:
-            return bool(s.scalar(select(func.count()).select_from(ReconRunRow).where(
-                ReconRunRow.account_id == account_id, ReconRunRow.day == day,
-                ReconRunRow.status.in_(DONE))))
+            last = s.execute(select(R.status, R.lines, R.statement_credits, R.started_at)
+                             .where(R.account_id == account_id, R.day == day,
+                                    R.status.in_(DONE))
+                             .order_by(R.attempt.desc()).limit(1)).first()
+            if last is None or last.status != "balanced":
+                return False
+            now = s.execute(select(func.count(), func.coalesce(func.sum(L.amount), 0)).where(
+                L.account_id == account_id, L.posting_date == day,
+                L.direction == "credit")).one()
+            if (now[0], int(now[1])) != (last.lines, last.statement_credits):
+                return False
+            return not self._settled_since(s, account_id, day, last.started_at)
+
+    def _settled_since(self, s: Session, account_id: int, day: date,
+                       since: datetime) -> bool:
+        """Whether a settlement file imported after ``since`` holds a batch ``day``'s
+        run may place (settled within the policy's batch lag)."""
+        B, Imp = SettlementBatchRow, StatementImportRow
+        lag = timedelta(days=self.policy.batch_lag_days)
+        return s.scalar(select(B.id).join(Imp, Imp.id == B.import_id).where(
+            B.account_id == account_id, B.settled_on.between(day - lag, day),
+            Imp.imported_at > since).limit(1)) is not None
 
     # -- running ----------------------------------------------------------------------
     def run(self, day: date, account_id: int | None = None, *, trigger: str = "manual",
@@ -190,7 +219,8 @@ class Reconciler:
         asked for.
 
         Args:
-            skip_done: the scheduler's mode — do nothing if a finished run exists.
+            skip_done: the scheduler's mode — do nothing if the account-day is up to
+                date (:meth:`is_done`).
             wait: wait for another process's run of the same account-day to finish
                 (manual runs) rather than skip it (schedulers).
         """

@@ -92,6 +92,39 @@ def test_skip_done_is_the_schedulers_mode(fp, world) -> None:  # noqa: ANN001
     assert again.status == "skipped" and again.reason == "already reconciled"
 
 
+def test_a_statement_imported_after_its_day_ran_is_run_again(fp, world) -> None:  # noqa: ANN001
+    """The scheduler skips only days whose run saw what the statement now holds: lines
+    imported late (a bank's file arriving a day after the night ran) are reconciled."""
+    a = world.ref()
+    world.statement(D1, [(7_000, "CHUYEN TIEN", at(D1, 8))])
+    assert world.run(D1, trigger="scheduler", skip_done=True).lines == 1
+    world.statement(D1, [(10_000, a.code, at(D1, 22, 30))])
+    again = world.run(D1, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.attempt == 2
+    assert (again.lines, again.statement_credits, again.matched) == (2, 17_000, 10_000)
+    assert state(fp, a.code) == "settled"
+    assert world.run(D1, trigger="scheduler", skip_done=True).status == "skipped"
+
+
+def test_a_settlement_file_imported_after_its_day_ran_is_run_again(fp, world) -> None:  # noqa: ANN001
+    a = world.ref()
+    world.statement(D1, [(9_800, "VNPAY TT 20251201 LO VNP-LATE-0001", at(D1, 10))])
+    first = world.run(D1, trigger="scheduler", skip_done=True)
+    assert first.status == "balanced" and first.matched == 0
+    world.settlement("VNP-LATE-0001", D1, [("T1", a.code, 10_000, 200)])
+    again = world.run(D1, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.attempt == 2 and again.matched == 9_800
+    assert world.run(D1, trigger="scheduler", skip_done=True).status == "skipped"
+
+
+def test_an_unbalanced_run_is_not_done(fp, world) -> None:  # noqa: ANN001
+    world.statement(D1, [(10_000, "X", at(D1))])
+    assert world.run(D1).status == "balanced"
+    with fp.db.session() as s:  # as if the sum check had failed
+        s.execute(ReconRunRow.__table__.update().values(status="unbalanced"))
+    assert world.run(D1, trigger="scheduler", skip_done=True).attempt == 2
+
+
 def test_no_callback_notices_where_no_callback_can_come(fp, world) -> None:  # noqa: ANN001
     """An account no channel serves and that never got a callback learns every payment
     from the statement: settled, but no money_no_callback per payment."""
@@ -111,3 +144,15 @@ def test_debits_are_not_reconciled_and_late_lines_clear_nothing(fp, world) -> No
                                 file_sha256="d" * 64, file_size=1)
     out = world.run(D1)
     assert (out.statement_credits, out.lines, out.status) == (0, 0, "balanced")
+
+
+def test_a_line_without_a_time_was_paid_on_its_posting_day(fp, world) -> None:  # noqa: ANN001
+    """Some bank exports give only a date: with no callback either, the reference was
+    paid on the statement's posting day — not when the night's run happened to run."""
+    a = world.ref()
+    world.statement(D1, [(10_000, a.code)])
+    assert world.run(D1).status == "balanced"
+    with fp.db.session() as s:
+        paid_at = s.scalar(select(ReferenceRow.paid_at).where(ReferenceRow.code == a.code))
+    assert state(fp, a.code) == "settled"
+    assert paid_at.astimezone(VN_TZ).date() == D1
