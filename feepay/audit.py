@@ -3,8 +3,16 @@
 Each entry stores the hash of the previous entry and its own hash over
 ``prev_hash + canonical JSON of its fields``. Changing, deleting or reordering any entry
 breaks the chain from there on; :meth:`AuditLog.verify` walks the chain and names the
-first entry that does not fit. Appends are serialised (a PostgreSQL transaction-level
-advisory lock; SQLite transactions already hold the write lock), so the chain never forks.
+first entry that does not fit.
+
+A chain cannot show that entries were cut off its *end*: what is left still links up.
+Two checks cover that: every mismatch resolution stores the hash of its audit entry,
+which must still be in the chain; and the chain's head (the last hash, which ``verify``
+reports) can be kept elsewhere — a printed report, another system — and passed back as
+an *anchor*, which must still be in the chain.
+
+Appends are serialised (a PostgreSQL transaction-level advisory lock; SQLite transactions
+already hold the write lock), so the chain never forks.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ class ChainReport:
     entries: int
     first_broken_id: int | None = None
     reason: str | None = None
+    head: str | None = None  # the last entry's hash: keep it elsewhere, pass it as anchor
 
 
 class AuditLog:
@@ -75,10 +84,16 @@ class AuditLog:
                 q = q.where(AuditRow.object_id == str(object_id))
             return [_as_dict(r) for r in s.scalars(q)]
 
-    def verify(self) -> ChainReport:
-        """Recompute the chain; report the first entry whose link or hash is wrong."""
+    def verify(self, anchor: str | None = None) -> ChainReport:
+        """Recompute the chain; report the first entry whose link or hash is wrong, then
+        whether entries were cut off its end (see the module docstring).
+
+        Args:
+            anchor: a head reported by an earlier ``verify``; it must still be in the chain.
+        """
         prev = GENESIS
         n = 0
+        found = anchor is None
         with self.fp.db.session() as s:
             for row in s.scalars(select(AuditRow).order_by(AuditRow.id)).yield_per(1000):
                 n += 1
@@ -88,7 +103,25 @@ class AuditLog:
                 if entry_hash(prev, row) != row.hash:
                     return ChainReport(False, n, row.id, "entry content does not match its hash")
                 prev = row.hash
-        return ChainReport(True, n)
+                found = found or row.hash == anchor
+            head = prev if n else None
+            if not found:
+                return ChainReport(False, n, None, f"the anchor {anchor} is not in the chain: "
+                                   "entries after it were removed, or the chain was rewritten",
+                                   head)
+            lost = _resolutions_not_in_chain(s)
+            if lost:
+                return ChainReport(False, n, None, f"{len(lost)} mismatch resolution(s) name "
+                                   f"audit entries no longer in the chain (first: resolution "
+                                   f"#{lost[0]}): entries were removed from its end", head)
+        return ChainReport(True, n, head=head)
+
+
+def _resolutions_not_in_chain(s: Session) -> list[int]:
+    """Ids of mismatch resolutions whose audit entry is missing from the log."""
+    return list(s.scalars(text(
+        "SELECT id FROM recon_resolutions WHERE audit_hash NOT IN (SELECT hash FROM audit_log) "
+        "ORDER BY id LIMIT 10")))
 
 
 def _as_dict(r: AuditRow) -> dict[str, object]:

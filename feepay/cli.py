@@ -336,13 +336,21 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option("--anchor", default=None, metavar="HASH",
+              help="a head an earlier verify printed: it must still be in the chain "
+                   "(shows entries cut off the end)")
 @json_option
 @command
-def audit_verify(fp, as_json: bool) -> None:
-    """Check the whole chain; name the first broken entry (exit 1 if broken)."""
-    rep = fp.audit.verify()
-    emit(as_json, rep.__dict__, f"audit chain intact: {rep.entries} entries" if rep.ok else
-         f"audit chain BROKEN at entry #{rep.first_broken_id}: {rep.reason}")
+def audit_verify(fp, anchor: str | None, as_json: bool) -> None:
+    """Check the whole chain; name the first broken entry (exit 1 if broken).
+
+    Prints the chain's head: keep it outside this database and pass it back with
+    --anchor, so that entries removed from the end are noticed too."""
+    rep = fp.audit.verify(anchor.strip().lower() if anchor else None)
+    where = f"entry #{rep.first_broken_id}" if rep.first_broken_id else "its end"
+    emit(as_json, rep.__dict__,
+         f"audit chain intact: {rep.entries} entries, head {rep.head}" if rep.ok else
+         f"audit chain BROKEN at {where}: {rep.reason}")
     if not rep.ok:
         sys.exit(1)
 
