@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from feepay.api import FeePay
+from feepay.exceptions import ValidationError
 from feepay.models import PaymentReference
 from feepay.reference import generate
 
@@ -21,16 +22,48 @@ def open_fresh(out_dir: Path, *, seed_value: int, db_url: str | None = None) -> 
 
     Reference codes come from a generator seeded with ``seed_value`` so the same seed
     prints the same codes.
+
+    Raises:
+        ValidationError: (field ``db``) ``db_url`` names a database that already holds
+            units, accounts or references — the demo only plays on an empty one, and
+            nothing is written (``out_dir`` is not even created).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     if db_url is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
         for leftover in out_dir.glob("feepay.db*"):
             leftover.unlink()
         db_url = f"sqlite:///{out_dir / 'feepay.db'}"
-    fp = FeePay.open(db_url)
+        fp = FeePay.open(db_url)
+    else:
+        fp = FeePay.open(db_url)
+        try:
+            _require_empty(fp, out_dir)
+        except ValidationError:
+            fp.close()
+            raise
+        out_dir.mkdir(parents=True, exist_ok=True)
     code_rng = random.Random(f"codes-{seed_value}")
     fp.references.generate_code = lambda: generate(code_rng)
     return fp
+
+
+def _require_empty(fp: FeePay, out_dir: Path) -> None:
+    from sqlalchemy import func, select
+
+    from feepay.storage.tables import AccountRow, ReferenceRow, UnitRow
+
+    with fp.db.session() as s:
+        held = {name: s.scalar(select(func.count()).select_from(row))
+                for name, row in (("references", ReferenceRow), ("accounts", AccountRow),
+                                  ("units", UnitRow))}
+    if any(held.values()):
+        what = ", ".join(f"{n} {name}" for name, n in held.items() if n)
+        url = fp.db.engine.url.render_as_string(hide_password=True)
+        raise ValidationError(
+            f"{url} already holds data ({what}); the demo plays only on an empty database: "
+            f"leave out --db and FEEPAY_DATABASE_URL to use a fresh {out_dir / 'feepay.db'} "
+            "(choose the directory with --dir), or pass --db sqlite:///<new file>",
+            field="db")
 
 
 def write_qr_images(refs: list[PaymentReference], qr_dir: Path) -> Path:

@@ -89,9 +89,20 @@ def reconcile_cmd(fp, day_text: str | None, through_text: str | None,  # noqa: A
 # --------------------------------------------------------------------------- scheduler
 
 
+def _checked_at(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``--at`` checked while the command line is read: before the database is opened."""
+    from reconcile.scheduler import check_at
+
+    try:
+        return check_at(value)
+    except ValidationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(clikit.EXIT_INVALID)
+
+
 @click.command("scheduler")
 @click.option("--at", "at_time", default=lambda: os.environ.get("FEEPAY_RECONCILE_AT", "06:00"),
-              show_default="06:00 or FEEPAY_RECONCILE_AT",
+              show_default="06:00 or FEEPAY_RECONCILE_AT", callback=_checked_at,
               help="Local time (Asia/Ho_Chi_Minh) of the nightly run, HH:MM.")
 @click.option("--catch-up", "catch_up", type=int, default=3, show_default=True,
               help="Also run up to this many earlier days that have no finished run.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import schedule
 
+from feepay.exceptions import ValidationError
 from feepay.money import VN_TZ, now_utc
 from reconcile.runner import Reconciler, RunOutcome
 
@@ -35,6 +37,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TIMEZONE = "Asia/Ho_Chi_Minh"
 DEFAULT_AT = "06:00"  # after banks' overnight statement exports
+_HH_MM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def check_at(at: str) -> str:
+    """``at`` if it is a local time of day written ``HH:MM`` (00:00–23:59).
+
+    Raises:
+        ValidationError: (field ``at``) anything else — ``6:00``, ``25:00``, ``06:00:30``
+            — naming where the value comes from (``--at`` or ``FEEPAY_RECONCILE_AT``).
+    """
+    if not isinstance(at, str) or not _HH_MM.fullmatch(at):
+        raise ValidationError(f"{at!r} is not a time of day: write HH:MM, 00:00 to 23:59 "
+                              "(from --at or FEEPAY_RECONCILE_AT)", field="at")
+    return at
 
 
 def yesterday(now: datetime | None = None) -> date:
@@ -86,15 +102,24 @@ def safe(job: Callable[[], Any]) -> Callable[[], Any]:
 
 def build_scheduler(job: Callable[[], Any], at: str = DEFAULT_AT,
                     tz: str = TIMEZONE) -> schedule.Scheduler:
-    """A fresh ``schedule.Scheduler`` running ``job`` daily at local time ``at`` in ``tz``."""
+    """A fresh ``schedule.Scheduler`` running ``job`` daily at local time ``at`` in ``tz``.
+
+    Raises:
+        ValidationError: ``at`` is not ``HH:MM`` (:func:`check_at`).
+    """
     scheduler = schedule.Scheduler()
-    scheduler.every().day.at(at, tz).do(safe(job))
+    scheduler.every().day.at(check_at(at), tz).do(safe(job))
     return scheduler
 
 
 def serve(fp: FeePay, *, at: str = DEFAULT_AT, catch_up_days: int = 3,
           stop: threading.Event | None = None, poll_seconds: float = 30.0) -> None:
-    """Run the nightly job every day at ``at`` until ``stop`` is set (or forever)."""
+    """Run the nightly job every day at ``at`` until ``stop`` is set (or forever).
+
+    Raises:
+        ValidationError: ``at`` is not ``HH:MM`` — checked before anything runs.
+    """
+    check_at(at)
     stop = stop or threading.Event()
     scheduler = build_scheduler(lambda: nightly(fp, catch_up_days=catch_up_days), at)
     log.info("feepay scheduler: nightly reconciliation daily at %s %s; next run %s",

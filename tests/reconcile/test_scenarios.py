@@ -2,7 +2,8 @@
 
 Each directory under ``scenarios/`` holds ``scenario.json`` (the inputs of one or more
 engine runs, with what the scenario is about in ``expect``) and ``expected.json`` (the
-full result of each run). See ``scenario.py`` for the notation.
+full result of each run). See :mod:`reconcile.testing` (``reconcile/testing.py``) for
+the notation. A missing ``expected.json`` fails; ``FEEPAY_REGEN_GOLDEN=1`` writes it.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def test_scenario(case: Path) -> None:
         results.append(rendered)
     golden = case / "expected.json"
     text = json.dumps(results, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
-    if REGEN or not golden.exists():
+    if REGEN:
         golden.write_text(text, encoding="utf-8")
+    elif not golden.exists():
+        pytest.fail(f"{case.name}: {golden} is missing; run with FEEPAY_REGEN_GOLDEN=1 to "
+                    "write it, then review it before committing", pytrace=False)
     assert json.loads(golden.read_text(encoding="utf-8")) == results, (
         f"{case.name}: result differs from expected.json "
         "(FEEPAY_REGEN_GOLDEN=1 to rewrite, then review the diff)")
@@ -71,3 +75,16 @@ def _check_expectations(expect: dict, rendered: dict) -> None:
         assert rendered["clears"] == expect["clears"]
     if "pending_events" in expect:
         assert rendered["pending_events"] == expect["pending_events"]
+
+
+def test_missing_golden_fails(tmp_path: Path) -> None:
+    """A deleted expected.json must not pass by being rewritten behind the reviewer's back."""
+    if REGEN:
+        pytest.skip("FEEPAY_REGEN_GOLDEN=1 writes missing golden files on purpose")
+    case = tmp_path / "cat_overpaid"
+    case.mkdir()
+    (case / "scenario.json").write_bytes((ROOT / case.name / "scenario.json").read_bytes())
+    with pytest.raises(pytest.fail.Exception, match="expected.json is missing.*"
+                                                    "FEEPAY_REGEN_GOLDEN=1"):
+        test_scenario(case)
+    assert not (case / "expected.json").exists()
