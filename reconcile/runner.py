@@ -30,13 +30,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text, union
 from sqlalchemy.orm import Session
 
 from feepay.exceptions import NotFound
 from feepay.money import format_vnd, now_utc
 from feepay.storage.tables import AccountRow
-from feepay.storage.tables_reconcile import ReconRunRow
+from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow, ReconRunRow
 from feepay.storage.tables_statements import (
     SettlementBatchRow,
     StatementImportRow,
@@ -178,13 +178,21 @@ class Reconciler:
 
     def _settled_since(self, s: Session, account_id: int, day: date,
                        since: datetime) -> bool:
-        """Whether a settlement file imported after ``since`` holds a batch ``day``'s
-        run may place (settled within the policy's batch lag)."""
+        """Whether a settlement file imported after ``since`` holds a batch ``day``'s run
+        may place (settled within the policy's batch lag) or one it already placed in a
+        match or mismatch (a correction may have moved its settlement day)."""
         B, Imp = SettlementBatchRow, StatementImportRow
+        M, X = ReconMatchRow, ReconMismatchRow
         lag = timedelta(days=self.policy.batch_lag_days)
+        placed = union(
+            select(M.batch_id).where(M.account_id == account_id, M.day == day,
+                                     M.batch_id.is_not(None)),
+            select(X.batch_id).where(X.account_id == account_id, X.day == day,
+                                     X.batch_id.is_not(None)))
         return s.scalar(select(B.id).join(Imp, Imp.id == B.import_id).where(
-            B.account_id == account_id, B.settled_on.between(day - lag, day),
-            Imp.imported_at > since).limit(1)) is not None
+            B.account_id == account_id, Imp.imported_at > since,
+            or_(B.settled_on.between(day - lag, day), B.batch_id.in_(placed))
+        ).limit(1)) is not None
 
     # -- running ----------------------------------------------------------------------
     def run(self, day: date, account_id: int | None = None, *, trigger: str = "manual",

@@ -185,3 +185,21 @@ def refs_state(fp, *codes: str) -> list[str]:  # noqa: ANN001
     with fp.db.session() as s:
         return [s.scalar(select(ReferenceRow.state).where(ReferenceRow.code == c))
                 for c in codes]
+
+
+def test_a_correction_moving_the_batch_to_a_later_day_reruns_its_old_day(
+        fp, world, short_batch) -> None:  # noqa: ANN001
+    """The day that held the batch no longer sees it once the gateway says it settled
+    later: that day is still run again, so its batch_total_differs does not linger."""
+    a, b, _ = short_batch
+    world.run(D, trigger="scheduler", skip_done=True)
+    (held,) = [m for m in mismatches(fp) if m.category == "batch_total_differs"]
+    later = date(2025, 12, 5)  # beyond the batch lag of the old day
+    fixed = settlement_file([("T1", a.code, 10_000, 200), ("T2", b.code, 10_000, 200)],
+                            settled_on=later)
+    assert import_file(fp, fixed, world.account, "vnpay-late.csv",
+                       reason=REASON).replaced_batches == [BATCH]
+    again = world.run(D, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.attempt == 2
+    assert status_of(fp, held.id) == "superseded"
+    assert world.run(D, trigger="scheduler", skip_done=True).status == "skipped"
