@@ -156,3 +156,33 @@ def test_a_line_without_a_time_was_paid_on_its_posting_day(fp, world) -> None:  
         paid_at = s.scalar(select(ReferenceRow.paid_at).where(ReferenceRow.code == a.code))
     assert state(fp, a.code) == "settled"
     assert paid_at.astimezone(VN_TZ).date() == D1
+
+
+def test_a_refund_inside_a_batch_is_recorded_against_its_reference(fp, world) -> None:  # noqa: ANN001
+    """A gateway pays a refund back out of a batch: the credit is the payments' net minus
+    the refund, the refund is a negative allocation to its reference, and the refunded
+    reference keeps its state (the refund was decided earlier, elsewhere)."""
+    from feepay.models import SettlementBatch, SettlementFile
+    from feepay.models import SettlementTxn as Txn
+
+    a, b, old = world.ref(), world.ref(), world.ref()
+    txns = (Txn(line_no=1, provider_txn_id="T1", reference=a.code, gross=10_000, fee=200,
+                net=9_800, batch_id="VNP-RF-0001"),
+            Txn(line_no=2, provider_txn_id="T2", reference=b.code, gross=10_000, fee=200,
+                net=9_800, batch_id="VNP-RF-0001"),
+            Txn(line_no=3, provider_txn_id="T3", reference=old.code, gross=-10_000, fee=0,
+                net=-10_000, batch_id="VNP-RF-0001", kind="refund"))
+    batch = SettlementBatch(batch_id="VNP-RF-0001", provider="vnpay", settled_on=D1,
+                            net_total=9_600, transactions=txns)
+    fp.statements.import_settlement(SettlementFile(source="rf.csv", format="test",
+                                                   batches=(batch,)), world.account,
+                                    file_name="rf.csv", file_sha256="f" * 64, file_size=10)
+    world.statement(D1, [(9_600, "VNPAY TT LO VNP-RF-0001", at(D1, 10))])
+    out = world.run(D1)
+    assert out.status == "balanced" and (out.matched, out.held) == (9_600, 0)
+    with fp.db.session() as s:
+        rows = sorted((m.rule, m.txn_id, m.amount) for m in s.scalars(select(ReconMatchRow)))
+    assert rows == [("gateway", "T1", 9_800), ("gateway", "T2", 9_800),
+                    ("refund", "T3", -10_000)]
+    assert state(fp, a.code) == state(fp, b.code) == "settled"
+    assert state(fp, old.code) == "issued"
