@@ -265,6 +265,9 @@ def _report_text(report) -> str:  # noqa: ANN001 - Report
     for r in report.mismatches:
         lines.append(f"  chênh lệch {r['category_label']}: {r['open']} "
                      f"({format_vnd(r['amount'])})")
+    for r in report.misrouted:
+        lines.append(f"  {r['unit_name']}: {r['open']} khoản ({format_vnd(r['amount'])}) "
+                     f"nộp nhầm vào tài khoản của {r['held_by_name']}")
     bad = [r for r in report.runs if r["status"] != "balanced"]
     lines.append(f"{len(report.runs)} account-days reconciled, {len(bad)} not balanced")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Reports per unit and day or period: JSON, CSV and XLSX.
 
-One :class:`Report` holds four tables:
+One :class:`Report` holds five tables:
 
 * **summary** — per competent unit: references issued, paid, settled (count and amount);
 * **fees** — collected by fee item and kind, with the phí split into the unit's retained
@@ -9,6 +9,9 @@ One :class:`Report` holds four tables:
   on each item's total, retained = ⌊amount × rate / 10 000⌋, budget = amount − retained,
   so the two always add up to the đồng;
 * **mismatches** — open (and carried-over) mismatches by unit, category and age;
+* **misrouted** — money for a unit's references that citizens paid into *another* unit's
+  account (open ``wrong_account`` mismatches), by the unit owed and the unit holding it:
+  the holding unit sees it among its mismatches, the unit owed sees it here;
 * **runs** — each account-day's latest run and its sum check (unbalanced ones first).
 
 "Settled in the period" means: the reference is settled and the first money matched to it
@@ -70,6 +73,11 @@ TABLES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("age_0_1", "0-1 ngày", "int"), ("age_2_7", "2-7 ngày", "int"),
         ("age_8_30", "8-30 ngày", "int"), ("age_over_30", "Trên 30 ngày", "int"),
         ("oldest_day", "Ngày cũ nhất", "date")]),
+    "misrouted": ("Nộp nhầm tài khoản", [
+        ("unit", "Mã đơn vị", "text"), ("unit_name", "Đơn vị được nộp", "text"),
+        ("held_by", "Mã đơn vị nhận nhầm", "text"), ("held_by_name", "Đơn vị nhận nhầm", "text"),
+        ("open", "Số khoản", "int"), ("amount", "Số tiền", "money"),
+        ("oldest_day", "Ngày cũ nhất", "date")]),
     "runs": ("Đối soát", [
         ("day", "Ngày", "date"), ("account_id", "Tài khoản", "int"),
         ("unit", "Mã đơn vị", "text"), ("attempt", "Lần chạy", "int"),
@@ -90,6 +98,7 @@ class Report:
     summary: list[dict[str, Any]] = field(default_factory=list)
     fees: list[dict[str, Any]] = field(default_factory=list)
     mismatches: list[dict[str, Any]] = field(default_factory=list)
+    misrouted: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -123,6 +132,7 @@ def build_report(fp: FeePay, start: date, end: date | None = None, *,
         report.summary = _summary(s, start, end, scope, names)
         report.fees = _fees(s, start, end, scope, names)
         report.mismatches = _mismatches(s, end, as_of, scope, names)
+        report.misrouted = _misrouted(s, end, scope, names)
         report.runs = _runs(s, start, end, scope)
     return report
 
@@ -234,6 +244,25 @@ def _mismatches(s: Session, end: date, as_of: date, scope: set[str] | None,
         g[_AGE_KEYS[age_bucket((as_of - day).days)]] += 1
         g["oldest_day"] = min(g["oldest_day"], day)
     return [groups[k] for k in sorted(groups)]
+
+
+def _misrouted(s: Session, end: date, scope: set[str] | None,
+               names: dict[str, str]) -> list[dict[str, Any]]:
+    """Open ``wrong_account`` money by the unit its reference belongs to (in scope) and
+    the unit whose account received it."""
+    X, A, R = ReconMismatchRow, AccountRow, ReferenceRow
+    q = (select(R.competent_unit, A.unit_code, func.count(), func.sum(X.amount),
+                func.min(X.day))
+         .join(A, A.id == X.account_id).join(R, R.code == X.reference_code)
+         .where(X.category == Category.WRONG_ACCOUNT.value,
+                X.status.in_(("open", "carried_over")), X.day <= end,
+                _in_scope(R.competent_unit, scope))
+         .group_by(R.competent_unit, A.unit_code)
+         .order_by(R.competent_unit, A.unit_code))
+    return [{"unit": unit, "unit_name": names.get(unit, unit), "held_by": holder,
+             "held_by_name": names.get(holder, holder), "open": n, "amount": int(amount or 0),
+             "oldest_day": oldest}
+            for unit, holder, n, amount, oldest in s.execute(q)]
 
 
 def age_bucket(days: int) -> str:

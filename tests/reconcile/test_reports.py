@@ -45,7 +45,8 @@ def test_report_figures_and_files(fp, world, tmp_path) -> None:  # noqa: ANN001
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["fees"][0]["unit"] == dept and "Báo cáo" in data["title"]
     wb = load_workbook(files["xlsx"])
-    assert wb.sheetnames == ["Tổng hợp", "Phí - lệ phí", "Chênh lệch", "Đối soát"]
+    assert wb.sheetnames == ["Tổng hợp", "Phí - lệ phí", "Chênh lệch", "Nộp nhầm tài khoản",
+                             "Đối soát"]
     ws = wb["Phí - lệ phí"]
     headers = [c.value for c in ws[2]]
     assert headers[headers.index("Số tiền thu")] == "Số tiền thu"
@@ -75,3 +76,24 @@ def test_report_for_one_unit(fp, world) -> None:  # noqa: ANN001
     report = build_report(fp, D1, unit=commune)
     assert [row["unit"] for row in report.summary] == [commune]
     assert [row["unit"] for row in report.runs] == [commune]
+
+
+def test_money_paid_into_another_units_account_shows_in_both_reports(fp, world) -> None:  # noqa: ANN001
+    """The holding unit sees a wrong_account mismatch; the unit owed the money sees it
+    under *misrouted*, with who holds it — each counted once in a province's report."""
+    commune = world.demo.communes[0]
+    r = world.ref(["LP-HT-01"], unit=commune)            # the commune's own reference
+    world.statement(D1, [(8_000, r.code, at(9))])        # paid into the department's account
+    world.run(D1)
+    dept = world.demo.department
+    owed = build_report(fp, D1, unit=commune)
+    assert owed.mismatches == []
+    (row,) = owed.misrouted
+    assert (row["unit"], row["held_by"], row["open"], row["amount"], row["oldest_day"]) == (
+        commune, dept, 1, 8_000, D1)
+    holder = build_report(fp, D1, unit=dept)
+    assert [(m["category"], m["amount"]) for m in holder.mismatches] == [("wrong_account", 8_000)]
+    assert holder.misrouted == []
+    province = build_report(fp, D1)
+    assert sum(m["amount"] for m in province.mismatches) == 8_000
+    assert [m["held_by"] for m in province.misrouted] == [dept]
