@@ -204,15 +204,18 @@ def mismatches_show(fp, mismatch_id: int, as_json: bool) -> None:  # noqa: ANN00
 @click.option("--reason", required=True, help="Why (kept in the audit log).")
 @click.option("--by", "actor", required=True, help="Who decides (user name).")
 @click.option("--reference", default=None, help="With --action link: the reference code.")
+@click.option("--batch", default=None,
+              help="With --action link, for an ambiguous gateway credit: the settlement "
+                   "batch id the line is the credit of.")
 @clikit.json_option
 @clikit.command
 def mismatches_resolve(fp, mismatch_id: int, action: str, reason: str, actor: str,  # noqa: ANN001
-                       reference: str | None, as_json: bool) -> None:
+                       reference: str | None, batch: str | None, as_json: bool) -> None:
     """Resolve a mismatch: link, refund_due, write_off, carry_over or acknowledge."""
     from reconcile.resolution import Resolutions
 
     done = Resolutions(fp).resolve(mismatch_id, action, reason=reason, actor=actor,
-                                   reference=reference)
+                                   reference=reference, batch=batch)
 
     def human() -> str:
         text = _mm_line(done.mismatch)

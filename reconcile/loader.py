@@ -322,10 +322,12 @@ def _carried(session: Session, account_id: int, day: date, window_start: date,
 
 def _links(session: Session, account_id: int, day: date) -> list[ManualLink]:
     X = ReconMismatchRow
-    q = select(X.line_id, X.linked_reference).where(
+    q = select(X.line_id, X.linked_reference, X.linked_batch).where(
         X.account_id == account_id, X.resolution == "link", X.line_day == day,
-        X.line_id.is_not(None), X.linked_reference.is_not(None))
-    return [ManualLink(r.line_id, r.linked_reference) for r in session.execute(q)]
+        X.line_id.is_not(None),
+        or_(X.linked_reference.is_not(None), X.linked_batch.is_not(None)))
+    return [ManualLink(r.line_id, r.linked_reference, r.linked_batch)
+            for r in session.execute(q)]
 
 
 def _prior(session: Session, refs: list[Expected], day: date) -> list[Prior]:
@@ -362,7 +364,7 @@ def _codes_named(lines: list[Settled], events: list[Reported], batches: list[Bat
     wanted.update(e.reference for e in events if e.reference)
     wanted.update(t.reference for b in batches for t in b.txns if t.reference)
     wanted.update(c.code for c in carried)
-    wanted.update(x.code for x in links)
+    wanted.update(x.code for x in links if x.code)
     return wanted
 
 

@@ -209,10 +209,12 @@ class Prior:
 
 @dataclass(frozen=True, slots=True)
 class ManualLink:
-    """A reviewer's decision: this statement line pays this reference (resolution *link*)."""
+    """A reviewer's decision (resolution *link*): this statement line pays this reference
+    (``code``), or this line is the credit of this gateway settlement batch (``batch``)."""
 
     line_id: int
-    code: str
+    code: str | None = None
+    batch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ Actions (docs/reconcile.md says which fits which category):
                 first (rule *manual*): the reference takes what it still owes, any rest
                 is held again (``overpaid``, or ``duplicate`` if it owed nothing) for a
                 refund; the sum check is redone. Not for a line partly matched already
-                (``overpaid``), nor a line linked once before.
+                (``overpaid``), nor a line linked once before. For an ambiguous gateway
+                credit, ``batch=``: the line is that settlement batch's credit (rule
+                *gateway* then splits it into the batch's transactions).
 ``refund_due``  the money must go back to the payer (duplicate, overpaid, unknown…).
 ``write_off``   nothing more will happen (a bank's own credit, a callback proven false…).
 ``carry_over``  wait: look again later (part-payment expected, money still in transit).
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
@@ -35,7 +37,8 @@ from feepay.exceptions import Conflict, NotFound, ValidationError
 from feepay.money import now_utc
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ACTIONS, ReconMismatchRow, ReconResolutionRow
-from reconcile.models import CATEGORY_LABELS, Category
+from feepay.storage.tables_statements import SettlementBatchRow
+from reconcile.models import CATEGORY_LABELS, Category, Policy
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -76,6 +79,7 @@ class MismatchView:
     resolved_at: datetime | None
     linked_reference: str | None
     evidence: dict
+    linked_batch: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -89,7 +93,8 @@ def to_view(row: ReconMismatchRow) -> MismatchView:
         CATEGORY_LABELS[Category(row.category)][0], row.amount, row.expected_amount,
         row.reference_code, tuple(row.suggested.split()), row.line_id, row.line_day,
         row.event_id, row.batch_id, row.status, row.resolution, row.resolution_reason,
-        row.resolved_by, row.resolved_at, row.linked_reference, json.loads(row.evidence))
+        row.resolved_by, row.resolved_at, row.linked_reference, json.loads(row.evidence),
+        row.linked_batch)
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,14 @@ class Resolutions:
 
     # -- acting -----------------------------------------------------------------------
     def resolve(self, mismatch_id: int, action: str, *, reason: str, actor: str,
-                reference: str | None = None) -> Resolved:
+                reference: str | None = None, batch: str | None = None) -> Resolved:
         """Apply ``action`` (see the module docstring) to an open mismatch.
 
         Raises:
             ValidationError: unknown action, no reason or actor, a link without a
-                reference, an action that does not fit the category, a link to another
-                collection account's reference or of a line partly matched or linked.
+                reference (or batch), an action that does not fit the category, a link
+                to another collection account's reference or of a line partly matched or
+                linked, a batch link of a line that is not an ambiguous gateway credit.
             NotFound: no such mismatch or reference.
             Conflict: the mismatch is no longer open (someone resolved it, or a later
                 day cleared it), or the reference cannot take money.
@@ -155,8 +161,11 @@ class Resolutions:
         action, reason, actor = _check(action, reason, actor)
         with self.fp.db.session() as s:
             row = self._row(s, mismatch_id)
-            code = self._check_fits(s, row, action, reference)
-            self._apply(s, row, action, reason, actor, code)
+            if batch is not None:
+                code, batch = None, _check_batch_link(s, row, action, reference, batch)
+            else:
+                code = self._check_fits(s, row, action, reference)
+            self._apply(s, row, action, reason, actor, code, batch)
             account_id, line_day = row.account_id, row.line_day
         rerun = None
         if action == "link":
@@ -169,6 +178,11 @@ class Resolutions:
     def link(self, mismatch_id: int, reference: str, *, reason: str, actor: str) -> Resolved:
         return self.resolve(mismatch_id, "link", reason=reason, actor=actor,
                             reference=reference)
+
+    def link_batch(self, mismatch_id: int, batch: str, *, reason: str,
+                   actor: str) -> Resolved:
+        """Resolve an ambiguous gateway credit: its line is the credit of ``batch``."""
+        return self.resolve(mismatch_id, "link", reason=reason, actor=actor, batch=batch)
 
     def refund_due(self, mismatch_id: int, *, reason: str, actor: str) -> Resolved:
         return self.resolve(mismatch_id, "refund_due", reason=reason, actor=actor)
@@ -209,7 +223,7 @@ class Resolutions:
         return _check_link(s, row, reference)
 
     def _apply(self, s: Session, row: ReconMismatchRow, action: str, reason: str,
-               actor: str, code: str | None) -> None:
+               actor: str, code: str | None, batch: str | None = None) -> None:
         now = now_utc()
         X = ReconMismatchRow
         values = {"status": "carried_over" if action == "carry_over" else "resolved",
@@ -217,6 +231,8 @@ class Resolutions:
                   "resolved_at": now, "updated_at": now}
         if code:
             values["linked_reference"] = code
+        if batch:
+            values["linked_batch"] = batch
         res = s.execute(update(X).where(X.id == row.id, X.status.in_(RESOLVABLE))
                         .values(**values).execution_options(synchronize_session=False))
         if res.rowcount != 1:
@@ -226,7 +242,8 @@ class Resolutions:
             object_id=row.id, reason=reason,
             details={"key": row.key, "category": row.category, "account": row.account_id,
                      "day": row.day.isoformat(), "amount": row.amount,
-                     "reference": code or row.reference_code})
+                     "reference": code or row.reference_code,
+                     **({"batch": batch} if batch else {})})
         s.add(ReconResolutionRow(mismatch_id=row.id, action=action, reason=reason,
                                  actor=actor, at=now, reference_code=code,
                                  audit_hash=entry.hash))
@@ -271,17 +288,50 @@ def _check_link(s: Session, row: ReconMismatchRow, reference: str | None) -> str
     return code
 
 
+def _check_batch_link(s: Session, row: ReconMismatchRow, action: str,
+                      reference: str | None, batch: str) -> str:
+    """The batch id an ambiguous gateway credit may be linked to, or why it may not: the
+    batch must be one of the account's, settled on the line's day or within the lag
+    before it (the days the engine looks for its credit)."""
+    if action != "link" or reference:
+        raise ValidationError("a batch is given with --action link and no reference",
+                              field="batch")
+    if row.status not in RESOLVABLE:
+        raise Conflict(f"mismatch {row.id} is {row.status}; only open or carried-over "
+                       "mismatches can be resolved", field="status")
+    if row.category != Category.AMBIGUOUS.value or not row.batch_id or row.line_id is None:
+        raise ValidationError("only an ambiguous gateway credit (a line several batches, or "
+                              "a batch several lines, fit) is linked to a batch",
+                              field="action")
+    batch = (batch or "").strip()
+    B, lag = SettlementBatchRow, timedelta(days=Policy().batch_lag_days)
+    settled_on = s.scalar(select(B.settled_on).where(B.account_id == row.account_id,
+                                                     B.batch_id == batch))
+    if settled_on is None:
+        raise NotFound(f"account {row.account_id} has no settlement batch {batch!r}",
+                       field="batch")
+    if not settled_on <= row.line_day <= settled_on + lag:
+        raise ValidationError(
+            f"batch {batch} settled on {settled_on:%d/%m/%Y}: its credit is looked for "
+            f"then and up to {lag.days} days after, not on {row.line_day:%d/%m/%Y}",
+            field="batch")
+    _check_not_linked(s, row)
+    return batch
+
+
 def _check_not_linked(s: Session, row: ReconMismatchRow) -> None:
     """A line is linked once: a second link would compete with the first in the engine."""
     X = ReconMismatchRow
-    first = s.execute(select(X.id, X.linked_reference).where(
+    first = s.execute(select(X.id, X.linked_reference, X.linked_batch).where(
         X.account_id == row.account_id, X.line_day == row.line_day,
         X.line_id == row.line_id, X.resolution == "link", X.id != row.id)).first()
     if first is not None:
+        to = (f"batch {first.linked_batch}" if first.linked_batch
+              else _shown(first.linked_reference))
         raise ValidationError(
-            f"this statement line is already linked to {_shown(first.linked_reference)} "
-            f"(mismatch {first.id}); what that reference could not take is held here: "
-            "mark it refund_due (or write_off)", field="action")
+            f"this statement line is already linked to {to} (mismatch {first.id}); what "
+            "that link could not place is held here: mark it refund_due (or write_off)",
+            field="action")
 
 
 def _shown(code: str | None) -> str:

@@ -48,9 +48,9 @@ def manual_links(book: Book) -> None:
     an excess. Without this, a 150.000 ₫ line linked to a reference owing 6.000 ₫ would
     settle it and the 144.000 ₫ excess would vanish from review.
     """
-    for link in sorted(book.inp.links, key=lambda x: (x.line_id, x.code)):
+    for link in sorted(book.inp.links, key=lambda x: (x.line_id, x.code or "")):
         p = book.line(link.line_id)
-        if p is not None and p.is_open and link.code in book.refs:
+        if link.code and p is not None and p.is_open and link.code in book.refs:
             _apply_link(book, p, link.code)
 
 
@@ -107,7 +107,8 @@ def gateway(book: Book) -> None:
     the batch total and the sum of the transactions' net amounts agree, the line is split
     into one payment per transaction, carrying its callback (same provider transaction id)
     and its reference; the reference rules below then place each one. When they do not
-    agree the whole credit is held as ``batch_total_differs``.
+    agree the whole credit is held as ``batch_total_differs``. A line a person linked to a
+    batch (resolving such an ambiguity) is that batch's credit, and no other batch's.
     """
     lag = timedelta(days=book.policy.batch_lag_days)
     batches = [b for b in sorted(book.inp.batches, key=lambda b: (b.settled_on, b.batch_id))
@@ -116,12 +117,13 @@ def gateway(book: Book) -> None:
         return
     lines = book.codeless()
     memos = {id(p): normalize_memo(p.memo) for p in lines}
-    chosen: dict[str, list[Payment]] = {}
-    strong: set[int] = set()
+    chosen, linked = _linked_batches(book, batches, lines)
+    strong = set(linked)
     for b in batches:
         bid = normalize_memo(b.batch_id)
-        if len(bid) >= MIN_BATCH_ID:
-            chosen[b.batch_id] = [p for p in lines if bid in memos[id(p)]]
+        if b.batch_id not in chosen and len(bid) >= MIN_BATCH_ID:
+            chosen[b.batch_id] = [p for p in lines
+                                  if id(p) not in linked and bid in memos[id(p)]]
             strong.update(id(p) for p in chosen[b.batch_id])
     for b in batches:
         if not chosen.get(b.batch_id):
@@ -140,6 +142,20 @@ def gateway(book: Book) -> None:
                 p.batch_id = fits[0]
                 book.hold(Category.AMBIGUOUS, p, batches=fits,
                           why="several gateway batches or credit lines fit")
+
+
+def _linked_batches(book: Book, batches: list[Batch],
+                    lines: list[Payment]) -> tuple[dict[str, list[Payment]], set[int]]:
+    """The credit lines a person linked to a batch of the day (resolution *link* of an
+    ambiguous gateway credit): that line is the batch, and no other batch may take it."""
+    open_lines = {p.line.id: p for p in lines}
+    known = {b.batch_id for b in batches}
+    chosen: dict[str, list[Payment]] = {}
+    for link in sorted(book.inp.links, key=lambda x: (x.line_id, x.batch or "")):
+        p = open_lines.get(link.line_id)
+        if link.batch in known and p is not None and link.batch not in chosen:
+            chosen[link.batch] = [p]
+    return chosen, {id(ps[0]) for ps in chosen.values()}
 
 
 def _settle_batch(book: Book, b: Batch, p: Payment) -> None:

@@ -111,6 +111,7 @@ class ReconMismatchRow(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(80))
     resolved_at: Mapped[datetime | None]
     linked_reference: Mapped[str | None] = mapped_column(String(16))
+    linked_batch: Mapped[str | None] = mapped_column(String(100))  # a gateway credit's batch
     cleared_day: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

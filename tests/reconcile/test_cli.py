@@ -51,6 +51,22 @@ def test_reconcile_list_show_resolve_report(fp, world, tmp_path) -> None:  # noq
     assert {"summary", "fees", "mismatches", "runs"} <= rep_json.keys()
 
 
+def test_resolve_links_an_ambiguous_gateway_credit_to_its_batch(fp, world) -> None:  # noqa: ANN001
+    a = world.ref()
+    world.settlement("VNP-AMB-0002", D1, [("T1", a.code, 10_000, 200)])
+    world.statement(D1, [(9_800, "VNPAY TT", at(10)), (9_800, "VNPAY TT", at(11))])
+    world.run(D1)
+    url = fp.db.url
+    first, _ = json.loads(cli(url, "mismatches", "list", "--category", "ambiguous",
+                              "--json").output)["mismatches"]
+    done = cli(url, "mismatches", "resolve", str(first["id"]), "--action", "link", "--batch",
+               "VNP-AMB-0002", "--reason", "VNPAY xác nhận", "--by", "kbnn.demo", "--json")
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.output)
+    assert out["mismatch"]["linked_batch"] == "VNP-AMB-0002"
+    assert out["rerun"]["status"] == "balanced" and out["rerun"]["matched"] == 9_800
+
+
 def test_scheduler_once_is_exactly_once(fp, world) -> None:  # noqa: ANN001
     url = fp.db.url
     first = json.loads(cli(url, "scheduler", "--once", "--day", "2025-12-01",

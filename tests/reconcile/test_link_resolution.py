@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from feepay.exceptions import ValidationError
+from feepay.exceptions import NotFound, ValidationError
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMatchRow
 from reconcile.engine import reconcile_day
@@ -179,3 +179,57 @@ def test_linking_a_part_payment_to_its_reference_records_it_not_as_full(fp, worl
     out = world.run(D2)
     assert (out.matched, out.held) == (4_000, 0) and state(fp, a.code) == "settled"
     assert res.list() == []
+
+
+# -- an ambiguous gateway credit, linked to its batch ----------------------------------------
+def _two_credits_fit_one_batch(world):  # noqa: ANN001, ANN202
+    """Two VNPAY payouts of the same amount, memos without the batch id: both fit B1."""
+    a = world.ref()                                         # 10.000
+    world.settlement("VNP-AMB-0001", D1, [("T1", a.code, 10_000, 200)])
+    world.statement(D1, [(9_800, "VNPAY TT", at(D1, 10)), (9_800, "VNPAY TT", at(D1, 11))])
+    world.run(D1)
+    return a
+
+
+def test_an_ambiguous_gateway_credit_is_linked_to_its_batch(fp, world) -> None:  # noqa: ANN001
+    a = _two_credits_fit_one_batch(world)
+    res = Resolutions(fp)
+    first, second = res.list(category="ambiguous")
+    assert (first.batch_id, second.batch_id) == ("VNP-AMB-0001", "VNP-AMB-0001")
+    done = res.link_batch(second.id, "VNP-AMB-0001", reason="VNPAY xác nhận khoản 11:00",
+                          actor=WHO)
+    assert done.mismatch.linked_batch == "VNP-AMB-0001"
+    assert done.rerun.status == "balanced" and done.rerun.matched == 9_800
+    assert matched_on_line(fp, second.line_id) == [("gateway", 9_800)]
+    assert state(fp, a.code) == "settled"
+    (other,) = [m for m in res.list() if m.line_id == first.line_id]
+    assert other.category == "unknown_reference" and other.amount == 9_800
+    assert [e["details"]["batch"] for e in fp.audit.entries(object_type="mismatch")] == [
+        "VNP-AMB-0001"]
+    assert world.run(D1).digest == done.rerun.digest   # the link keeps applying
+
+
+@pytest.mark.parametrize("case", ["not_ambiguous", "unknown_batch", "with_reference",
+                                  "too_late"])
+def test_a_batch_link_that_does_not_fit_is_refused(fp, world, case) -> None:  # noqa: ANN001
+    a = _two_credits_fit_one_batch(world)
+    world.statement(D1, [(5_000, "KHONG RO", at(D1, 12))])
+    world.run(D1)
+    res = Resolutions(fp)
+    target = res.list(category="unknown_reference")[0] if case == "not_ambiguous" else \
+        res.list(category="ambiguous")[0]
+    batch, reference = "VNP-AMB-0001", None
+    if case == "unknown_batch":
+        batch = "VNP-NONE"
+    elif case == "with_reference":
+        reference = a.code
+    elif case == "too_late":
+        world.settlement("VNP-OLD-0001", date(2025, 11, 20), [("T9", None, 1_000, 0)])
+        batch = "VNP-OLD-0001"
+    kind = NotFound if case == "unknown_batch" else ValidationError
+    with pytest.raises(kind) as refused:
+        res.resolve(target.id, "link", reason="thử", actor=WHO, reference=reference,
+                    batch=batch)
+    assert "batch" in str(refused.value)
+    assert res.get(target.id).status == "open"
+    assert fp.audit.entries(object_type="mismatch") == []

@@ -155,6 +155,36 @@ def test_gateway_two_credits_for_one_batch_are_ambiguous() -> None:
     assert [m.category for m in b.mismatches] == [Category.AMBIGUOUS] * 2
 
 
+def test_gateway_a_person_links_the_ambiguous_credit_to_its_batch() -> None:
+    """The reviewer says line 2 is batch B1: it is split into B1's transactions; line 1,
+    no longer competing, is left for the rules after (no batch takes it)."""
+    batch = Batch("B1", "vnpay", DAY, 5000, (BatchTxn("1", 5000, 0, 5000, A),))
+    b = book(refs=[ref(A, 5000)], batches=(batch,),
+             lines=[line(1, 5000, "VNPAY TT"), line(2, 5000, "VNPAY TT")],
+             links=(ManualLink(2, batch="B1"),))
+    rules.gateway(b)
+    assert b.mismatches == [] and b.line(1).is_open and not b.line(2).is_open
+    rules.exact(b)
+    assert decided(b)[0] == [("gateway", [(2, A, 5000)])]
+
+
+def test_gateway_a_linked_line_is_no_other_batchs_credit() -> None:
+    """A line naming two batch ids fits both (ambiguous); linked to B2, it is B2's, and B1
+    is left without a credit."""
+    b1 = Batch("VNP-000001", "vnpay", DAY, 5000, (BatchTxn("1", 5000, 0, 5000, A),))
+    b2 = Batch("VNP-000002", "vnpay", DAY, 5000, (BatchTxn("2", 5000, 0, 5000, B),))
+    lines = [line(1, 5000, "VNPAY LO VNP-000001 VNP-000002")]
+    unlinked = book(refs=[ref(A, 5000), ref(B, 5000)], batches=(b1, b2), lines=lines)
+    rules.gateway(unlinked)
+    assert [m.category for m in unlinked.mismatches] == [Category.AMBIGUOUS]
+    linked = book(refs=[ref(A, 5000), ref(B, 5000)], batches=(b1, b2), lines=lines,
+                  links=(ManualLink(1, batch="VNP-000002"),))
+    rules.gateway(linked)
+    rules.exact(linked)
+    assert decided(linked)[0] == [("gateway", [(1, B, 5000)])]
+    assert [m.category for m in linked.mismatches] == [Category.MONEY_NO_CALLBACK]
+
+
 def test_callback_rule_takes_the_code_from_the_callback() -> None:
     b = book(refs=[ref(A, 5000)], lines=[line(1, 5000, "CHUYEN TIEN", t(9, 5))],
              events=[Reported(10, "momo", "m1", 5000, t(9), A)])
