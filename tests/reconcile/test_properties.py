@@ -27,6 +27,7 @@ from reconcile.models import (
     DayInput,
     Expected,
     ManualLink,
+    Policy,
     Prior,
     Reported,
     Settled,
@@ -78,7 +79,9 @@ def day_inputs(draw: st.DrawFn) -> DayInput:
     lines = []
     for i in range(draw(st.integers(0, 10))):
         memo, amount = draw(memo_and_amount(refs))
-        value_at = draw(st.one_of(st.none(), st.integers(0, 86_399).map(lambda s: at(DAY, s))))
+        # mostly today; some the evening before, posted today (a late posting)
+        value_at = draw(st.one_of(st.none(), st.integers(-4 * 3600, 86_399).map(
+            lambda s: at(DAY, s))))
         lines.append(Settled(100 + i, DAY, amount, memo, value_at,
                              draw(st.sampled_from([None, None, "FT1", "FT2"]))))
     events = []
@@ -107,9 +110,12 @@ def day_inputs(draw: st.DrawFn) -> DayInput:
                        r.code, f"underpaid:L{50 + i}")
                for i, r in enumerate(refs) if draw(st.integers(0, 4)) == 0]
     links = [ManualLink(line.id, draw(st.sampled_from(refs)).code)
-             for line in lines if draw(st.integers(0, 9)) == 0]
+             for line in lines if line.id != 90 and draw(st.integers(0, 9)) == 0]
+    if batches and draw(st.integers(0, 3)) == 0:  # a person said which line is the batch
+        links.append(ManualLink(draw(st.sampled_from([90, 100])), batch="VNP-BATCH-77"))
+    policy = Policy(cutoff=draw(st.sampled_from([None, None, time(15, 30), time(16, 0)])))
     return DayInput(1, DAY, tuple(lines), tuple(events), tuple(batches), tuple(refs),
-                    tuple(prior), tuple(carried), tuple(links))
+                    tuple(prior), tuple(carried), tuple(links), policy)
 
 
 @settings(max_examples=300, deadline=None)

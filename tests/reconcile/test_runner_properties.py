@@ -1,5 +1,6 @@
 """Re-run idempotence against a real database (hypothesis): a day reconciled again gives
-the same result, and every resolution a person made survives."""
+the same result — also after a person's links — and every resolution a person made
+survives."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from feepay.exceptions import FeepayError
 from feepay.money import VN_TZ
 from feepay.storage.tables_reconcile import ReconMismatchRow
 from reconcile.resolution import Resolutions
@@ -28,7 +30,7 @@ payment = st.tuples(st.integers(0, 3),                         # which reference
                     st.sampled_from(["{c}", "{l} chuyen tien", "MBVCB.1.{c} NGUYEN",
                                      "{t}", "no code"]),
                     st.booleans())                               # with a callback
-decision = st.sampled_from(["refund_due", "write_off", "carry_over", None])
+decision = st.sampled_from(["refund_due", "write_off", "carry_over", "link", "link", None])
 
 
 def _snapshot(fp) -> dict[int, tuple]:  # noqa: ANN001
@@ -60,14 +62,22 @@ def test_rerun_same_result_resolutions_kept(world, payments, decisions) -> None:
     first = world.run(day)
     assert first.status == "balanced"
     res = Resolutions(fp)
+    expected = first.digest
     for m, action in zip(res.list(day=day), decisions, strict=False):
-        if action and not (action == "refund_due" and m.amount == 0):
+        if action == "link":  # to the first reference; a link that does not fit is refused
+            before = _snapshot(fp)
+            try:
+                expected = res.link(m.id, refs[0].code, reason="test link",
+                                    actor="kbnn.test").rerun.digest
+            except FeepayError:
+                assert _snapshot(fp) == before
+        elif action and not (action == "refund_due" and m.amount == 0):
             res.resolve(m.id, action, reason=f"test {action}", actor="kbnn.test")
     before = _snapshot(fp)
     second = world.run(day)
-    assert second.status == "balanced" and second.digest == first.digest
+    assert second.status == "balanced" and second.digest == expected
     after = _snapshot(fp)
     for mid, (status, resolution, reason, by) in before.items():
         if resolution:
             assert after[mid] == (status, resolution, reason, by)
-    assert world.run(day).digest == first.digest
+    assert world.run(day).digest == expected
