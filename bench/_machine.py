@@ -23,9 +23,10 @@ def machine(db_urls: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     info["python_speed"] = f"{python_speed():.1f} M loop steps/s (best of 3)"
     for url in db_urls:
         if url.startswith("postgresql"):
-            from sqlalchemy import create_engine, text
+            from sqlalchemy import create_engine, make_url, text
 
-            eng = create_engine(url)
+            # the server's own database: the benchmark's may not exist yet
+            eng = create_engine(make_url(url).set(database="postgres"))
             with eng.connect() as conn:
                 info["postgresql"] = conn.execute(text("SHOW server_version")).scalar()
             eng.dispose()
