@@ -120,8 +120,8 @@ class AuditLog:
 def _resolutions_not_in_chain(s: Session) -> list[int]:
     """Ids of mismatch resolutions whose audit entry is missing from the log."""
     return list(s.scalars(text(
-        "SELECT id FROM recon_resolutions WHERE audit_hash NOT IN (SELECT hash FROM audit_log) "
-        "ORDER BY id LIMIT 10")))
+        "SELECT r.id FROM recon_resolutions AS r WHERE NOT EXISTS "
+        "(SELECT 1 FROM audit_log AS a WHERE a.hash = r.audit_hash) ORDER BY r.id LIMIT 10")))
 
 
 def _as_dict(r: AuditRow) -> dict[str, object]:

@@ -35,12 +35,14 @@ def open_fresh(out_dir: Path, *, seed_value: int, db_url: str | None = None) -> 
         db_url = f"sqlite:///{out_dir / 'feepay.db'}"
         fp = FeePay.open(db_url)
     else:
-        fp = FeePay.open(db_url)
+        fp = FeePay.open(db_url, migrate=False)  # looked at before anything is written
         try:
-            _require_empty(fp, out_dir)
+            if fp.db.is_initialised():
+                _require_empty(fp, out_dir)
         except ValidationError:
             fp.close()
             raise
+        fp.db.upgrade()
         out_dir.mkdir(parents=True, exist_ok=True)
     code_rng = random.Random(f"codes-{seed_value}")
     fp.references.generate_code = lambda: generate(code_rng)

@@ -36,7 +36,12 @@ from feepay import reference as codes
 from feepay.exceptions import Conflict, NotFound, ValidationError
 from feepay.money import now_utc
 from feepay.storage.tables import ReferenceRow
-from feepay.storage.tables_reconcile import ACTIONS, ReconMismatchRow, ReconResolutionRow
+from feepay.storage.tables_reconcile import (
+    ACTIONS,
+    ReconMatchRow,
+    ReconMismatchRow,
+    ReconResolutionRow,
+)
 from feepay.storage.tables_statements import SettlementBatchRow
 from reconcile.models import CATEGORY_LABELS, Category, Policy
 
@@ -284,8 +289,23 @@ def _check_link(s: Session, row: ReconMismatchRow, reference: str | None) -> str
             "transferred to the right unit's account, where it will match; resolve this "
             "mismatch as refund_due (transferred out) with the transfer's reference in the "
             "reason", field="reference")
+    _check_not_paid_later(s, row, code)
     _check_not_linked(s, row)
     return code
+
+
+def _check_not_paid_later(s: Session, row: ReconMismatchRow, code: str) -> None:
+    """The engine counts only earlier days' matches as already paid: a reference a later
+    day matched would be paid twice by a link on this day."""
+    M, R = ReconMatchRow, ReferenceRow
+    later = sorted(set(s.scalars(select(M.day).join(R, R.id == M.reference_id).where(
+        R.code == code, M.day > row.line_day, M.amount > 0))))
+    if later:
+        shown = ", ".join(f"{d:%d/%m/%Y}" for d in later)
+        raise ValidationError(
+            f"reference {codes.format(code)} was paid by money matched on {shown}, after "
+            "this line: a link here would pay it twice. Mark this one refund_due, or "
+            "resolve the later payment first", field="reference")
 
 
 def _check_batch_link(s: Session, row: ReconMismatchRow, action: str,
@@ -315,8 +335,29 @@ def _check_batch_link(s: Session, row: ReconMismatchRow, action: str,
             f"batch {batch} settled on {settled_on:%d/%m/%Y}: its credit is looked for "
             f"then and up to {lag.days} days after, not on {row.line_day:%d/%m/%Y}",
             field="batch")
+    candidates = json.loads(row.evidence).get("batches")
+    if candidates and batch not in candidates:
+        raise ValidationError(f"batch {batch} is not one this line fits (it fits "
+                              f"{', '.join(candidates)})", field="batch")
+    _check_batch_unplaced(s, row, batch)
     _check_not_linked(s, row)
     return batch
+
+
+def _check_batch_unplaced(s: Session, row: ReconMismatchRow, batch: str) -> None:
+    """A batch another day already matched or holds is that day's: linking it here too
+    would place its money twice."""
+    M, X = ReconMatchRow, ReconMismatchRow
+    days = set(s.scalars(select(M.day).where(M.account_id == row.account_id,
+                                              M.batch_id == batch, M.day != row.day)))
+    days |= set(s.scalars(select(X.day).where(X.account_id == row.account_id,
+                                               X.batch_id == batch, X.day != row.day,
+                                               X.status != "superseded")))
+    if days:
+        shown = ", ".join(f"{d:%d/%m/%Y}" for d in sorted(days))
+        raise ValidationError(f"batch {batch} is already placed on {shown}: resolve it "
+                              "there (or re-run that day) before linking it here",
+                              field="batch")
 
 
 def _check_not_linked(s: Session, row: ReconMismatchRow) -> None:

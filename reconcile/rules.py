@@ -151,11 +151,22 @@ def _linked_batches(book: Book, batches: list[Batch],
     open_lines = {p.line.id: p for p in lines}
     known = {b.batch_id for b in batches}
     chosen: dict[str, list[Payment]] = {}
+    taken: set[int] = set()
     for link in sorted(book.inp.links, key=lambda x: (x.line_id, x.batch or "")):
         p = open_lines.get(link.line_id)
-        if link.batch in known and p is not None and link.batch not in chosen:
+        if not link.batch or p is None or id(p) in taken:
+            continue
+        taken.add(id(p))
+        if link.batch in known and link.batch not in chosen:
             chosen[link.batch] = [p]
-    return chosen, {id(ps[0]) for ps in chosen.values()}
+            continue
+        # the batch is no longer this day's to place (an earlier day placed it, or a
+        # correction moved it): held again, under its own key — the resolved row's key
+        # would hide it from every reviewer
+        mm = book.hold(Category.AMBIGUOUS, p, via="link", linked_batch=link.batch,
+                       why="the linked batch is not one this day can place")
+        book.mismatches[-1] = replace(mm, key=f"{mm.key}:{link.batch}")
+    return chosen, taken
 
 
 def _settle_batch(book: Book, b: Batch, p: Payment) -> None:

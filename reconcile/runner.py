@@ -36,7 +36,12 @@ from sqlalchemy.orm import Session
 from feepay.exceptions import NotFound
 from feepay.money import format_vnd, now_utc
 from feepay.storage.tables import AccountRow
-from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow, ReconRunRow
+from feepay.storage.tables_reconcile import (
+    ReconMatchRow,
+    ReconMismatchRow,
+    ReconResolutionRow,
+    ReconRunRow,
+)
 from feepay.storage.tables_statements import (
     SettlementBatchRow,
     StatementImportRow,
@@ -54,7 +59,6 @@ if TYPE_CHECKING:
     from feepay.api import FeePay
 
 log = logging.getLogger(__name__)
-DONE = ("balanced", "unbalanced")
 SQLITE_CACHE_KIB = 65_536  # page cache for a run: random index writes of a big day
 
 
@@ -164,10 +168,11 @@ class Reconciler:
         R, L = ReconRunRow, StatementLineRow
         with self.fp.db.session() as s:
             last = s.execute(select(R.status, R.lines, R.statement_credits, R.started_at)
-                             .where(R.account_id == account_id, R.day == day,
-                                    R.status.in_(DONE))
+                             .where(R.account_id == account_id, R.day == day)
                              .order_by(R.attempt.desc()).limit(1)).first()
-            if last is None or last.status != "balanced":
+            if last is None or last.status != "balanced":  # also: the last attempt failed
+                return False
+            if self._linked_since(s, account_id, day, last.started_at):
                 return False
             now = s.execute(select(func.count(), func.coalesce(func.sum(L.amount), 0)).where(
                 L.account_id == account_id, L.posting_date == day,
@@ -175,6 +180,15 @@ class Reconciler:
             if (now[0], int(now[1])) != (last.lines, last.statement_credits):
                 return False
             return not self._settled_since(s, account_id, day, last.started_at)
+
+    @staticmethod
+    def _linked_since(s: Session, account_id: int, day: date, since: datetime) -> bool:
+        """Whether a person linked one of the day's lines after ``since`` (the re-run a
+        link starts may have failed, or its process died)."""
+        X, Res = ReconMismatchRow, ReconResolutionRow
+        return s.scalar(select(Res.id).join(X, X.id == Res.mismatch_id).where(
+            X.account_id == account_id, X.line_day == day, Res.action == "link",
+            Res.at > since).limit(1)) is not None
 
     def _settled_since(self, s: Session, account_id: int, day: date,
                        since: datetime) -> bool:

@@ -101,6 +101,20 @@ def test_demo_refuses_a_database_with_a_province_only(tmp_path: Path, seeded_url
     assert counts(seeded_url) == before and not (tmp_path / "d").exists()
 
 
+def test_a_refused_demo_does_not_even_migrate(tmp_path: Path) -> None:
+    """A database one migration behind, holding a unit: refused, and left at its
+    revision (FEEPAY_DATABASE_URL may point at production)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    db.upgrade("0007")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO units (code, name, kind, created_at) "
+                             "VALUES ('40', 'Nghệ An', 'province', '2025-07-01 00:00:00')")
+    refused(feepay(tmp_path, "--db", url, "demo", "--dir", "d"), "db")
+    assert db.current_revision() == "0007"
+    db.dispose()
+
+
 def test_demo_help_says_where_the_database_goes(tmp_path: Path) -> None:
     out = feepay(tmp_path, "demo", "--help")
     assert out.returncode == 0

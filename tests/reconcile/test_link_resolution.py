@@ -233,3 +233,41 @@ def test_a_batch_link_that_does_not_fit_is_refused(fp, world, case) -> None:  # 
     assert "batch" in str(refused.value)
     assert res.get(target.id).status == "open"
     assert fp.audit.entries(object_type="mismatch") == []
+
+
+def test_a_batch_another_day_placed_is_not_linked_again(fp, world) -> None:  # noqa: ANN001
+    """D0's line fits two batches (ambiguous); D1 matches one of them to its own line:
+    linking D0's line to that batch would place its money twice."""
+    a, b = world.ref(), world.ref()
+    world.settlement("VNP000111", D1, [("T1", a.code, 10_000, 0)])
+    world.settlement("VNP000222", D1, [("T2", b.code, 10_000, 0)])
+    world.statement(D1, [(10_000, "VNPAY quyet toan", at(D1, 9))])
+    world.run(D1)
+    world.statement(D2, [(10_000, "VNPAY quyet toan", at(D2, 9))])
+    world.run(D2)
+    res = Resolutions(fp)
+    (amb,) = res.list(category="ambiguous")
+    assert amb.day == D1 and sorted(amb.evidence["batches"]) == ["VNP000111", "VNP000222"]
+    # the day held the first candidate; the next day matched the other to its own line
+    other = ({"VNP000111", "VNP000222"} - {amb.batch_id}).pop()
+    with pytest.raises(ValidationError, match="already placed on 02/12/2025"):
+        res.link_batch(amb.id, other, reason="thử", actor=WHO)
+    world.settlement("VNP000333", D1, [("T3", a.code, 10_000, 0)])
+    with pytest.raises(ValidationError, match="not one this line fits"):
+        res.link_batch(amb.id, "VNP000333", reason="thử", actor=WHO)
+    assert res.get(amb.id).status == "open"
+    done = res.link_batch(amb.id, amb.batch_id, reason="VNPAY xác nhận", actor=WHO)
+    assert done.rerun.status == "balanced" and done.rerun.matched == 10_000
+
+
+def test_a_reference_a_later_day_paid_is_not_linked(fp, world) -> None:  # noqa: ANN001
+    a = world.ref()
+    world.statement(D1, [(10_000, "KHONG RO", at(D1, 9))])
+    world.run(D1)
+    world.statement(D2, [(10_000, a.code, at(D2, 9))])
+    world.run(D2)
+    res = Resolutions(fp)
+    (m,) = res.list(category="unknown_reference")
+    with pytest.raises(ValidationError, match="paid by money matched on 02/12/2025"):
+        res.link(m.id, a.code, reason="thử", actor=WHO)
+    assert res.get(m.id).status == "open" and fp.audit.entries(object_type="mismatch") == []

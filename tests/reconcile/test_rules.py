@@ -168,6 +168,19 @@ def test_gateway_a_person_links_the_ambiguous_credit_to_its_batch() -> None:
     assert decided(b)[0] == [("gateway", [(2, A, 5000)])]
 
 
+def test_gateway_a_link_to_a_batch_the_day_cannot_place_is_held_under_its_own_key() -> None:
+    """The batch was placed by an earlier day (so it is not input): the line is held again,
+    never under the resolved mismatch's key, and no other batch takes it."""
+    batch = Batch("VNP-000009", "vnpay", DAY, 5000, (BatchTxn("9", 5000, 0, 5000, A),))
+    b = book(refs=[ref(A, 5000)], batches=(batch,),
+             lines=[line(1, 5000, "VNPAY TT")], links=(ManualLink(1, batch="VNP-GONE"),))
+    rules.gateway(b)
+    (held,) = b.mismatches
+    assert (held.category, held.key, held.amount) == (Category.AMBIGUOUS,
+                                                      "ambiguous:L1:VNP-GONE", 5000)
+    assert held.evidence["linked_batch"] == "VNP-GONE" and b.matches == []
+
+
 def test_gateway_a_linked_line_is_no_other_batchs_credit() -> None:
     """A line naming two batch ids fits both (ambiguous); linked to B2, it is B2's, and B1
     is left without a credit."""

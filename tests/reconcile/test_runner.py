@@ -186,3 +186,28 @@ def test_a_refund_inside_a_batch_is_recorded_against_its_reference(fp, world) ->
                     ("refund", "T3", -10_000)]
     assert state(fp, a.code) == state(fp, b.code) == "settled"
     assert state(fp, old.code) == "issued"
+
+
+def test_a_day_whose_last_attempt_failed_is_not_done(fp, world) -> None:  # noqa: ANN001
+    world.statement(D1, [(10_000, "X", at(D1))])
+    assert world.run(D1).status == "balanced"
+    world.recon._record_failure(world.account, D1, "manual", "t", at(D1, 23), RuntimeError("x"))
+    again = world.run(D1, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.attempt == 3
+
+
+def test_a_link_made_after_the_days_last_run_makes_it_due(fp, world) -> None:  # noqa: ANN001
+    """A link commits, then its re-run dies: the scheduler must still run the day."""
+    from reconcile.resolution import Resolutions
+
+    a = world.ref()
+    world.statement(D1, [(10_000, "KHONG RO", at(D1, 9))])
+    world.run(D1)
+    res = Resolutions(fp)
+    (m,) = res.list(category="unknown_reference")
+    with fp.db.session() as s:  # the link as resolve() commits it, without the re-run
+        row = s.get(ReconMismatchRow, m.id)
+        res._apply(s, row, "link", "người nộp xác nhận", "kbnn.demo", a.code)
+    again = world.run(D1, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.matched == 10_000
+    assert state(fp, a.code) == "settled"

@@ -25,5 +25,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # a person's decisions would be lost, and their lines held again under resolved rows
+    linked = op.get_bind().execute(sa.text(
+        "SELECT COUNT(*) FROM recon_mismatches WHERE linked_batch IS NOT NULL")).scalar()
+    if linked:
+        raise RuntimeError(f"{linked} mismatch(es) are linked to a settlement batch; "
+                           "revision 0008 cannot keep those decisions: not downgrading")
     with op.batch_alter_table("recon_mismatches") as batch:
         batch.drop_column("linked_batch")
