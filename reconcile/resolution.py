@@ -265,8 +265,9 @@ def _check_link(s: Session, row: ReconMismatchRow, reference: str | None) -> str
         raise ValidationError(f"a {row.category} mismatch holds no statement line to "
                               "link", field="action")
     if row.batch_id:
-        raise ValidationError("this money is part of a gateway settlement batch: correct "
-                              "and re-import the settlement file instead", field="action")
+        raise ValidationError("this money is part of a gateway settlement batch: link an "
+                              "ambiguous credit to its batch (--batch), or import the "
+                              "gateway's corrected file (--replace-batches)", field="action")
     if row.category in PART_MATCHED:
         raise ValidationError(f"the rest of this line is already matched to "
                               f"{_shown(row.reference_code)}; a link would take that match "

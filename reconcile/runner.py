@@ -161,10 +161,11 @@ class Reconciler:
 
     def is_done(self, account_id: int, day: date) -> bool:
         """Whether the account-day needs no new run (the scheduler's question): its latest
-        finished run balanced, and what it read is still what storage holds — the same
-        number and sum of credit lines, and no settlement file for the day's batches
-        imported since it started. A statement imported after its day was reconciled, or
-        a run that could not balance, is run again by the next night."""
+        attempt balanced, no line of the day was linked by a person since, and what it
+        read is still what storage holds — the same number and sum of credit lines, and no
+        settlement file for the day's batches imported since it started. A statement
+        imported after its day was reconciled, a run that could not balance or failed, or
+        a link whose re-run died, is run again by the next night."""
         R, L = ReconRunRow, StatementLineRow
         with self.fp.db.session() as s:
             last = s.execute(select(R.status, R.lines, R.statement_credits, R.started_at)
