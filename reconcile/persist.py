@@ -28,6 +28,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow
 from feepay.storage.tables_statements import StatementLineRow
 from reconcile import moves
@@ -99,6 +100,7 @@ def _replace_matches(session: Session, run_id: int, result: DayResult,
     """Replace the day's matches: one row per allocation, written in bulk through the
     driver (PostgreSQL ``COPY``, SQLite ``executemany``) — a million rows in seconds."""
     M = ReconMatchRow
+    _warn_dropped(session, result)
     session.execute(delete(M).where(M.account_id == result.account_id, M.day == result.day))
     account, get = result.account_id, ref_ids.get
     conn = session.connection()
@@ -119,6 +121,31 @@ def _replace_matches(session: Session, run_id: int, result: DayResult,
     cur.executemany(f"INSERT INTO recon_matches ({', '.join(MATCH_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(MATCH_COLUMNS))})", sqlite_rows)
     cur.close()
+
+
+def _warn_dropped(session: Session, result: DayResult) -> None:
+    """Say loudly when a re-run stops matching money to a reference that an earlier run of
+    the day settled and no other day pays (a corrected settlement file moved its
+    transaction, say): reference states only move forward, so it stays ``settled`` with
+    nothing behind it until a person corrects it with the case system."""
+    M, R = ReconMatchRow, ReferenceRow
+    before = set(session.scalars(select(R.code).join(M, M.reference_id == R.id).where(
+        M.account_id == result.account_id, M.day == result.day, M.amount > 0,
+        R.state == "settled").distinct()))
+    if not before:  # a first run: nothing to compare
+        return
+    now = {a.code for m in result.matches for a in m.allocations if a.amount > 0}
+    gone = before - now
+    if gone:
+        elsewhere = set(session.scalars(select(R.code).join(M, M.reference_id == R.id).where(
+            member(session, R.code, gone), M.day != result.day, M.amount > 0).distinct()))
+        gone -= elsewhere
+    if gone:
+        shown = ", ".join(sorted(gone)[:10])
+        log.warning("account %s on %s: %d settled reference(s) no longer have money matched "
+                    "(a re-run dropped it; states do not move back): %s%s — check them with "
+                    "`feepay refs show CODE` and the case system", result.account_id,
+                    result.day, len(gone), shown, " …" if len(gone) > 10 else "")
 
 
 def _sqlite_match_rows(run_id: int, result: DayResult, ref_ids: dict[str, int]) -> list[tuple]:

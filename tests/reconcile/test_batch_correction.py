@@ -203,3 +203,26 @@ def test_a_correction_moving_the_batch_to_a_later_day_reruns_its_old_day(
     assert again.status == "balanced" and again.attempt == 2
     assert status_of(fp, held.id) == "superseded"
     assert world.run(D, trigger="scheduler", skip_done=True).status == "skipped"
+
+
+def test_a_correction_that_moves_a_payment_says_so_loudly(fp, world, caplog) -> None:  # noqa: ANN001
+    """T2 was b's; the corrected file says it was c's. c is settled by the re-run; b keeps
+    its state (states only move forward) — and the run says so at WARNING, naming b."""
+    a, b, c = world.ref(), world.ref(), world.ref()
+    world.statement(D, [(19_600, f"VNPAY TT LO {BATCH}", at(D, 23))])
+    import_file(fp, settlement_file([("T1", a.code, 10_000, 200), ("T2", b.code, 10_000, 200)]),
+                world.account, "vnpay-1.csv")
+    assert world.run(D).matched == 19_600
+    assert refs_state(fp, b.code, c.code) == ["settled", "issued"]
+    import_file(fp, settlement_file([("T1", a.code, 10_000, 200), ("T2", c.code, 10_000, 200)]),
+                world.account, "vnpay-1-fixed.csv", reason=REASON)
+    with caplog.at_level("WARNING", logger="reconcile.persist"):
+        again = world.run(D, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.matched == 19_600
+    assert refs_state(fp, b.code, c.code) == ["settled", "settled"]
+    (warned,) = [r for r in caplog.records if "no longer have money matched" in r.message]
+    assert b.code in warned.message and a.code not in warned.message
+    with caplog.at_level("WARNING", logger="reconcile.persist"):
+        caplog.clear()
+        world.run(D)  # an unchanged re-run drops nothing: silent
+    assert not [r for r in caplog.records if "no longer have money matched" in r.message]
