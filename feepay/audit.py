@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from feepay.exceptions import ValidationError
 from feepay.money import now_utc
 from feepay.storage.tables import AuditRow
 
@@ -33,6 +34,26 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x46454550_41554454 & 0x7FFFFFFFFFFFFFFF  # "FEEPAUDT"
+
+
+def checked_reason(reason: str | None, *, field: str = "reason",
+                   missing: str = "a reason is required") -> str:
+    """A person's reason for an audited action, spaces collapsed: required, ≤ 2000 chars."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise ValidationError(missing, field=field)
+    if len(reason) > 2000:
+        raise ValidationError("the reason is longer than 2000 characters", field=field)
+    return reason
+
+
+def checked_actor(actor: str | None, *,
+                  missing: str = "the acting person is required (1–80 characters)") -> str:
+    """The person acting, as the audit log records them: 1–80 characters."""
+    actor = (actor or "").strip()
+    if not actor or len(actor) > 80:
+        raise ValidationError(missing, field="actor")
+    return actor
 
 
 def entry_hash(prev_hash: str, row: AuditRow) -> str:

@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -100,6 +100,15 @@ def emit(as_json: bool, data: object, human: str | Callable[[], str]) -> None:
         click.echo(human() if callable(human) else human)
 
 
+def refuse(exc: FeepayError, as_json: bool = False) -> NoReturn:
+    """A refused input: the error on stderr (JSON with ``--json``), exit 2."""
+    if as_json:
+        click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, default=str), err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
 def command(f: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command body: pass ``fp`` first and turn FeepayError into exit 2 + stderr."""
 
@@ -112,11 +121,6 @@ def command(f: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return f(cli_state.fp, *args, **kwargs)
         except FeepayError as exc:
-            if as_json:
-                click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, default=str),
-                           err=True)
-            else:
-                click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_INVALID)
+            refuse(exc, as_json)
 
     return wrapper

@@ -64,6 +64,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from feepay.audit import checked_actor, checked_reason
 from feepay.banks import mask
 from feepay.exceptions import Conflict, ParseError, ValidationError
 from feepay.models import SettlementBatch, SettlementFile, Statement, StatementLine
@@ -457,17 +458,11 @@ class _Replacing:
         reason and an actor (1–80 characters) are required."""
         if reason is None:
             return None
-        reason = " ".join(reason.split())
-        if not reason:
-            raise ValidationError("replacing stored batches needs a reason (e.g. who sent "
-                                  "the corrected file and why)", field="replace_reason")
-        if len(reason) > 2000:
-            raise ValidationError("the reason is longer than 2000 characters",
-                                  field="replace_reason")
-        actor = (actor or "").strip()
-        if not actor or len(actor) > 80:
-            raise ValidationError("replacing stored batches needs the acting person "
-                                  "(1–80 characters)", field="actor")
+        reason = checked_reason(reason, field="replace_reason", missing=(
+            "replacing stored batches needs a reason (e.g. who sent the corrected file "
+            "and why)"))
+        actor = checked_actor(actor, missing="replacing stored batches needs the acting "
+                                             "person (1–80 characters)")
         return cls(actor, reason, file_name, file_sha256)
 
 

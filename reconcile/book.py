@@ -532,8 +532,12 @@ class Book:
 
     def hold(self, category: Category, p: Payment, amount: int | None = None, *,
              reference: str | None = None, expected_amount: int | None = None,
-             suggested: tuple[str, ...] = (), **evidence: object) -> Mismatch:
-        """Put ``p``'s money (or ``amount`` of it) in a mismatch. Closes ``p``."""
+             suggested: tuple[str, ...] = (), key_suffix: str = "",
+             **evidence: object) -> Mismatch:
+        """Put ``p``'s money (or ``amount`` of it) in a mismatch. Closes ``p``.
+
+        ``key_suffix`` sets a held part apart from another mismatch of the same payment
+        (what a person's link could not place: never the key of the row they resolved)."""
         event = self.take_event(reference, p) if reference else p.event
         base: dict[str, object] = {}
         if p.memo:
@@ -546,7 +550,8 @@ class Book:
             base["unknown_codes"] = list(p.unknown)
         if p.near:
             base["near_misses"] = list(p.near)
-        mm = Mismatch(category, f"{category}:{p.tag}", p.money if amount is None else amount,
+        mm = Mismatch(category, f"{category}:{p.tag}{key_suffix}",
+                      p.money if amount is None else amount,
                       p.line_id, p.line_day, reference, expected_amount,
                       event.id if event is not None else None, p.batch_id, suggested,
                       {**base, **evidence})

@@ -96,8 +96,7 @@ def _checked_at(_ctx: click.Context, _param: click.Parameter, value: str) -> str
     try:
         return check_at(value)
     except ValidationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(clikit.EXIT_INVALID)
+        clikit.refuse(exc)
 
 
 @click.command("scheduler")

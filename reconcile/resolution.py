@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from feepay import reference as codes
+from feepay.audit import checked_actor, checked_reason
 from feepay.exceptions import Conflict, NotFound, ValidationError
 from feepay.money import now_utc
 from feepay.storage.tables import ReferenceRow
@@ -166,10 +167,7 @@ class Resolutions:
         action, reason, actor = _check(action, reason, actor)
         with self.fp.db.session() as s:
             row = self._row(s, mismatch_id)
-            if batch is not None:
-                code, batch = None, _check_batch_link(s, row, action, reference, batch)
-            else:
-                code = self._check_fits(s, row, action, reference)
+            code, batch = self._check_fits(s, row, action, reference, batch)
             self._apply(s, row, action, reason, actor, code, batch)
             account_id, line_day = row.account_id, row.line_day
         rerun = None
@@ -210,11 +208,18 @@ class Resolutions:
         return row
 
     @staticmethod
-    def _check_fits(s: Session, row: ReconMismatchRow, action: str,
-                    reference: str | None) -> str | None:
+    def _check_fits(s: Session, row: ReconMismatchRow, action: str, reference: str | None,
+                    batch: str | None) -> tuple[str | None, str | None]:
+        """(the reference code, the batch id) the action links to, or why it cannot be
+        applied to ``row``."""
+        if batch is not None and (action != "link" or reference):
+            raise ValidationError("a batch is given with --action link and no reference",
+                                  field="batch")
         if row.status not in RESOLVABLE:
             raise Conflict(f"mismatch {row.id} is {row.status}; only open or carried-over "
                            "mismatches can be resolved", field="status")
+        if batch is not None:
+            return None, _check_batch_link(s, row, batch)
         if action == "acknowledge" and row.category != Category.MONEY_NO_CALLBACK.value:
             raise ValidationError("acknowledge is for money_no_callback notices",
                                   field="action")
@@ -224,8 +229,8 @@ class Resolutions:
         if action != "link":
             if reference:
                 raise ValidationError("only link takes a reference", field="reference")
-            return None
-        return _check_link(s, row, reference)
+            return None, None
+        return _check_link(s, row, reference), None
 
     def _apply(self, s: Session, row: ReconMismatchRow, action: str, reason: str,
                actor: str, code: str | None, batch: str | None = None) -> None:
@@ -309,17 +314,10 @@ def _check_not_paid_later(s: Session, row: ReconMismatchRow, code: str) -> None:
             "resolve the later payment first", field="reference")
 
 
-def _check_batch_link(s: Session, row: ReconMismatchRow, action: str,
-                      reference: str | None, batch: str) -> str:
+def _check_batch_link(s: Session, row: ReconMismatchRow, batch: str) -> str:
     """The batch id an ambiguous gateway credit may be linked to, or why it may not: the
     batch must be one of the account's, settled on the line's day or within the lag
     before it (the days the engine looks for its credit)."""
-    if action != "link" or reference:
-        raise ValidationError("a batch is given with --action link and no reference",
-                              field="batch")
-    if row.status not in RESOLVABLE:
-        raise Conflict(f"mismatch {row.id} is {row.status}; only open or carried-over "
-                       "mismatches can be resolved", field="status")
     if row.category != Category.AMBIGUOUS.value or not row.batch_id or row.line_id is None:
         raise ValidationError("only an ambiguous gateway credit (a line several batches, or "
                               "a batch several lines, fit) is linked to a batch",
@@ -384,13 +382,4 @@ def _check(action: str, reason: str, actor: str) -> tuple[str, str, str]:
     action = (action or "").strip().lower().replace("-", "_")
     if action not in ACTIONS:
         raise ValidationError(f"action is one of {', '.join(ACTIONS)}", field="action")
-    reason = " ".join((reason or "").split())
-    if not reason:
-        raise ValidationError("a reason is required", field="reason")
-    if len(reason) > 2000:
-        raise ValidationError("the reason is longer than 2000 characters", field="reason")
-    actor = (actor or "").strip()
-    if not actor or len(actor) > 80:
-        raise ValidationError("the acting person is required (1–80 characters)",
-                              field="actor")
-    return action, reason, actor
+    return action, checked_reason(reason), checked_actor(actor)

@@ -30,7 +30,6 @@ Order matters and is part of the contract (docs/reconcile.md walks through an ex
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from datetime import timedelta
 
 from feepay.reference import is_valid, normalize_memo
@@ -89,10 +88,8 @@ def _hold_linked(book: Book, category: Category, p: Payment, code: str, amount: 
     resolved (a ``duplicate`` linked to a reference already paid would otherwise be held
     again under that resolved row, out of every reviewer's sight).
     """
-    mm = book.hold(category, p, amount, reference=code,
-                   expected_amount=book.refs[code].amount_due, via="link",
-                   linked_reference=code, **evidence)
-    book.mismatches[-1] = replace(mm, key=f"{mm.key}:{code}")
+    book.hold(category, p, amount, reference=code, expected_amount=book.refs[code].amount_due,
+              key_suffix=f":{code}", via="link", linked_reference=code, **evidence)
 
 
 # --------------------------------------------------------------------------- gateway
@@ -163,9 +160,8 @@ def _linked_batches(book: Book, batches: list[Batch],
         # the batch is no longer this day's to place (an earlier day placed it, or a
         # correction moved it): held again, under its own key — the resolved row's key
         # would hide it from every reviewer
-        mm = book.hold(Category.AMBIGUOUS, p, via="link", linked_batch=link.batch,
-                       why="the linked batch is not one this day can place")
-        book.mismatches[-1] = replace(mm, key=f"{mm.key}:{link.batch}")
+        book.hold(Category.AMBIGUOUS, p, key_suffix=f":{link.batch}", via="link",
+                  linked_batch=link.batch, why="the linked batch is not one this day can place")
     return chosen, taken
 
 

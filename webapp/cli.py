@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
-from typing import NoReturn
 
 import click
 
-from feepay.clikit import EXIT_INVALID, CliState
+from feepay.clikit import CliState, refuse
 from feepay.exceptions import FeepayError, ValidationError
 
 # Long-running commands whose INFO lines (each night's summary, run outcomes) are their
@@ -80,17 +77,7 @@ def demo(state: CliState, out_dir: str, seed_value: int, dossiers: int, as_json:
         run(Path(out_dir), seed_value=seed_value, dossiers=dossiers, as_json=as_json,
             db_url=state.db_url)
     except FeepayError as exc:
-        _refuse(exc, as_json)
-
-
-def _refuse(exc: FeepayError, as_json: bool) -> NoReturn:
-    """What :func:`feepay.clikit.command` does with a refused input, for a command that
-    opens its own database (``demo``): the error on stderr, exit 2."""
-    if as_json:
-        click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, default=str), err=True)
-    else:
-        click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_INVALID)
+        refuse(exc, as_json)  # demo opens its own database: not a clikit.command
 
 
 def _register() -> None:
