@@ -12,6 +12,9 @@ States (``docs/concepts.md``)::
        │            (callbacks)           (reconciliation saw the money)
        ├─▶ cancelled   (by the case system; frees the dossier for a new reference)
        └─▶ expired     (past expires_at with no money)
+
+``settled`` moves back (to what the callbacks say) only when a re-run of reconciliation no
+longer matches its money and no other day pays it (:mod:`reconcile.moves`).
 """
 
 from __future__ import annotations

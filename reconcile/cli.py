@@ -62,9 +62,12 @@ def reconcile_cmd(fp, day_text: str | None, through_text: str | None,  # noqa: A
 
     if apply_queued:
         applied = Reconciler(fp).apply_moves()
-        clikit.emit(as_json, {"moved": applied.moved, "refused": applied.refused},
+        back = [u.code for u in applied.unsettled]
+        clikit.emit(as_json, {"moved": applied.moved, "refused": applied.refused,
+                              "moved_back": back},
                     lambda: f"{applied.moved} reference(s) moved, "
-                            f"{sum(applied.refused.values())} refused")
+                            f"{sum(applied.refused.values())} refused"
+                            + (f"; back from settled: {', '.join(back)}" if back else ""))
         return
     if day_text is None:
         raise ValidationError("--day is required (or --apply-queued)", field="day")

@@ -344,7 +344,7 @@ class ReferenceUpdate:
     """A state a reference should move to (the runner applies it with a guarded UPDATE)."""
 
     code: str
-    state: str  # "settled" | "partially_paid"
+    state: str  # "settled" | "partially_paid" (moving back is the writer's: reconcile.persist)
     allocated: int
     paid_at: datetime | None = None
 

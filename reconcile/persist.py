@@ -10,7 +10,10 @@ All of it happens in the run's single transaction, in this order:
 3. earlier mismatches this day resolved (a part-payment completed, a late callback, money
    that turned up) become ``cleared``;
 4. the reference states the result asks for are queued (:mod:`reconcile.moves` applies
-   them with guarded updates: never out of ``cancelled``, never twice);
+   them with guarded updates: never out of ``cancelled``, never twice), replacing what
+   earlier runs of the account-day queued and nobody applied yet; a reference an earlier
+   run of the day settled whose money the result no longer matches, and that no other
+   day pays, is queued to move back from ``settled`` (``unsettled``);
 5. the sum check is recomputed from the tables themselves: the day's statement credits,
    counted in ``statement_lines``, must equal what the stored matches and mismatches hold.
 """
@@ -24,12 +27,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from feepay.storage.tables import ReferenceRow
-from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow
+from feepay.storage.tables_reconcile import (
+    ReconMatchRow,
+    ReconMismatchRow,
+    ReconReferenceMoveRow,
+    ReconRunRow,
+)
 from feepay.storage.tables_statements import StatementLineRow
 from reconcile import moves
 from reconcile.loader import chunks, member
@@ -57,7 +65,7 @@ class Sums:
 def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict[str, int],
                  now: datetime, on_update: Callable[[], object] | None = None) -> int:
     """Store ``result`` for its account-day. Returns how many reference moves it queued
-    (:mod:`reconcile.moves` applies them).
+    (:mod:`reconcile.moves` applies them), moves back from ``settled`` included.
 
     The moves go first: on SQLite one statement over a JSON array, during which the driver
     releases the GIL. ``on_update`` is called just before it, to start pure-Python work
@@ -66,6 +74,7 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
     touches the database.
     """
     memos = _memos(session, result)
+    unsettled = _requeue(session, run_id, result, now)  # reads the day's matches: first
     conn = session.connection()
     if conn.dialect.name != "sqlite":
         queued = moves.queue(conn, run_id, result, ref_ids, now, on_update)
@@ -88,7 +97,7 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
             _replace_matches(session, run_id, result, ref_ids, jobs[0].result())
             _upsert_mismatches(session, run_id, result, now, memos, jobs[1].result())
     _clear(session, result, now)
-    return queued
+    return queued + unsettled
 
 
 MATCH_COLUMNS = ("run_id", "account_id", "day", "match_key", "rule", "line_id", "line_day",
@@ -100,7 +109,6 @@ def _replace_matches(session: Session, run_id: int, result: DayResult,
     """Replace the day's matches: one row per allocation, written in bulk through the
     driver (PostgreSQL ``COPY``, SQLite ``executemany``) — a million rows in seconds."""
     M = ReconMatchRow
-    _warn_dropped(session, result)
     session.execute(delete(M).where(M.account_id == result.account_id, M.day == result.day))
     account, get = result.account_id, ref_ids.get
     conn = session.connection()
@@ -123,29 +131,60 @@ def _replace_matches(session: Session, run_id: int, result: DayResult,
     cur.close()
 
 
-def _warn_dropped(session: Session, result: DayResult) -> None:
-    """Say loudly when a re-run stops matching money to a reference that an earlier run of
-    the day settled and no other day pays (a corrected settlement file moved its
-    transaction, say): reference states only move forward, so it stays ``settled`` with
-    nothing behind it until a person corrects it with the case system."""
-    M, R = ReconMatchRow, ReferenceRow
-    before = set(session.scalars(select(R.code).join(M, M.reference_id == R.id).where(
-        M.account_id == result.account_id, M.day == result.day, M.amount > 0,
-        R.state == "settled").distinct()))
-    if not before:  # a first run: nothing to compare
-        return
-    now = {a.code for m in result.matches for a in m.allocations if a.amount > 0}
-    gone = before - now
-    if gone:
-        elsewhere = set(session.scalars(select(R.code).join(M, M.reference_id == R.id).where(
-            member(session, R.code, gone), M.day != result.day, M.amount > 0).distinct()))
-        gone -= elsewhere
-    if gone:
-        shown = ", ".join(sorted(gone)[:10])
+def _requeue(session: Session, run_id: int, result: DayResult, now: datetime) -> int:
+    """Replace what earlier runs of this account-day queued, and queue a move back from
+    ``settled`` for each reference :func:`_dropped` finds; returns how many of those.
+
+    Earlier runs' moves go: the result asks again for whatever still holds, and a settle
+    the re-run no longer asks for must not be applied after it. Runs of one account-day
+    are serialised by its lock, so no other run of the day is queueing meanwhile.
+    """
+    Q, Run = ReconReferenceMoveRow, ReconRunRow
+    earlier = list(session.scalars(select(Run.id).where(
+        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id)))
+    if not earlier:  # a first run (most of a night): nothing to replace or compare
+        return 0
+    dropped = _dropped(session, earlier, result)
+    session.execute(delete(Q).where(member(session, Q.run_id, earlier))
+                    .execution_options(synchronize_session=False))
+    if dropped:
+        shown = ", ".join(sorted(dropped)[:10])
         log.warning("account %s on %s: %d settled reference(s) no longer have money matched "
-                    "(a re-run dropped it; states do not move back): %s%s — check them with "
-                    "`feepay refs show CODE` and the case system", result.account_id,
-                    result.day, len(gone), shown, " …" if len(gone) > 10 else "")
+                    "(a re-run dropped it, and no other day pays them): they move back from "
+                    "settled now, to the state their callbacks give them: %s%s — check them "
+                    "with `feepay refs show CODE` and the case system", result.account_id,
+                    result.day, len(dropped), shown, " …" if len(dropped) > 10 else "")
+    return moves.queue_unsettled(session.connection(), run_id, sorted(dropped.values()), now)
+
+
+def _dropped(session: Session, earlier: list[int], result: DayResult) -> dict[str, int]:
+    """References (code → id) that an earlier run of the day settled with money the
+    result no longer matches to them, and that no other account-day pays: a corrected
+    settlement file moved their transaction, say. Called before the day's matches are
+    replaced (they are still the earlier run's).
+
+    Candidates are the references still ``settled`` that the day's stored matches pay, and
+    those an ``earlier`` run of the day queued to move back but nobody applied yet (its
+    apply failed): that run's queue rows are about to be replaced.
+    """
+    M, R, Q = ReconMatchRow, ReferenceRow, ReconReferenceMoveRow
+    account, day = result.account_id, result.day
+    before = dict(session.execute(select(R.code, R.id).join(M, M.reference_id == R.id).where(
+        M.account_id == account, M.day == day, M.amount > 0, R.state == "settled")
+        .distinct()).all())
+    before.update(session.execute(select(R.code, R.id).join(Q, Q.reference_id == R.id).where(
+        member(session, Q.run_id, earlier), Q.state == "unsettled", R.state == "settled"))
+        .all())
+    if not before:
+        return {}
+    paid = {a.code for m in result.matches for a in m.allocations if a.amount > 0}
+    gone = {code: rid for code, rid in before.items() if code not in paid}
+    if gone:
+        elsewhere = set(session.scalars(select(M.reference_id).where(
+            member(session, M.reference_id, gone.values()), M.amount > 0,
+            or_(M.account_id != account, M.day != day)).distinct()))
+        gone = {code: rid for code, rid in gone.items() if rid not in elsewhere}
+    return gone
 
 
 def _sqlite_match_rows(run_id: int, result: DayResult, ref_ids: dict[str, int]) -> list[tuple]:

@@ -251,9 +251,24 @@ class Reconciler:
                              skip_done=skip_done, wait=wait)[0]
 
     def apply_moves(self) -> moves.Applied:
-        """Apply every queued reference move now (also those a crashed process left)."""
+        """Apply every queued reference move now (also those a crashed process left).
+
+        Each reference moved back from ``settled`` (a re-run no longer matched its money)
+        gets an entry in the audit log, in the apply's transaction, under the actor of the
+        run that asked: the state was the night's, not a person's, but it changes what the
+        case system may have been told."""
         with self.fp.db.session() as s:
-            return moves.apply(s.connection(), now_utc())
+            applied = moves.apply(s.connection(), now_utc())
+            if applied.unsettled:
+                R = ReconRunRow
+                actors = dict(s.execute(select(R.id, R.actor).where(
+                    R.id.in_(applied.unsettled_by_run))).all())
+                for u in applied.unsettled:
+                    self.fp.audit.append(s, actor=actors.get(u.run_id, "system"),
+                                         action="reference.unsettled",
+                                         object_type="reference", object_id=u.code,
+                                         details=u.details())
+            return applied
 
     def _try_apply(self, outcomes: list[RunOutcome]) -> moves.Applied | None:
         """Apply the queue if these runs added to it (it then also takes what a crashed
@@ -271,13 +286,16 @@ class Reconciler:
     def _with_moves(outcomes: list[RunOutcome],
                     applied: moves.Applied | None) -> list[RunOutcome]:
         """Outcomes with what the apply did for each run: ``references_moved`` counts the
-        moves applied (a re-run's moves find their state already there),
-        ``references_refused`` the references its guard refused."""
+        moves applied (a re-run's moves find their state already there; a move back from
+        settled that another day's money kept settled is not one), ``references_refused``
+        the references its guard refused (cancelled meanwhile, say)."""
         if applied is None:
             return outcomes
-        return [replace(o, references_moved=o.references_moved - applied.refused[o.run_id],
-                        references_refused=applied.refused[o.run_id])
-                if o.run_id in applied.refused else o for o in outcomes]
+        refused, kept = applied.refused, applied.kept
+        return [replace(o, references_moved=o.references_moved - refused.get(o.run_id, 0)
+                        - kept.get(o.run_id, 0),
+                        references_refused=refused.get(o.run_id, 0))
+                if o.run_id in refused or o.run_id in kept else o for o in outcomes]
 
     def _run_account_day(self, account_id: int, day: date, *, trigger: str, actor: str,
                          skip_done: bool, wait: bool) -> RunOutcome:

@@ -12,7 +12,8 @@
 - ``recon_resolutions``: every action a person took on a mismatch (append-only), each also
   an entry in the hash-chained ``audit_log``.
 - ``recon_reference_moves`` (migration 0007): the reference states a committed run asks for
-  (``settled``, ``partially_paid``), queued until they are applied to
+  (``settled``, ``partially_paid``; ``unsettled`` since 0010: back from settled when a
+  re-run no longer matches its money), queued until they are applied to
   ``payment_references`` — once per night for all account-days, see
   :mod:`reconcile.moves`. Applied rows are deleted.
 """
@@ -151,7 +152,10 @@ class ReconResolutionRow(Base):
 
 
 class ReconReferenceMoveRow(Base):
-    """A reference state a committed run asks for, waiting to be applied (a queue)."""
+    """A reference state a committed run asks for, waiting to be applied (a queue):
+    ``settled``, ``partially_paid``, or ``unsettled`` — back from settled to what the
+    reference's callbacks say, when a re-run no longer matches its money (migration 0010;
+    allocated 0)."""
 
     __tablename__ = "recon_reference_moves"
 
@@ -164,7 +168,7 @@ class ReconReferenceMoveRow(Base):
     paid_at: Mapped[datetime]
 
     __table_args__ = (
-        CheckConstraint("state IN ('settled','partially_paid')", name="state"),
+        CheckConstraint("state IN ('settled','partially_paid','unsettled')", name="state"),
     )
 
 

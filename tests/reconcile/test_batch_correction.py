@@ -205,9 +205,11 @@ def test_a_correction_moving_the_batch_to_a_later_day_reruns_its_old_day(
     assert world.run(D, trigger="scheduler", skip_done=True).status == "skipped"
 
 
-def test_a_correction_that_moves_a_payment_says_so_loudly(fp, world, caplog) -> None:  # noqa: ANN001
-    """T2 was b's; the corrected file says it was c's. c is settled by the re-run; b keeps
-    its state (states only move forward) — and the run says so at WARNING, naming b."""
+def test_a_correction_that_moves_a_payment_moves_its_reference_back(
+        fp, world, caplog) -> None:  # noqa: ANN001
+    """T2 was b's; the corrected file says it was c's. c is settled by the re-run; b, with
+    no money behind it any more and no callback, moves back from settled (to ``expired``:
+    its expiry has passed) — and the run says so at WARNING, naming b."""
     a, b, c = world.ref(), world.ref(), world.ref()
     world.statement(D, [(19_600, f"VNPAY TT LO {BATCH}", at(D, 23))])
     import_file(fp, settlement_file([("T1", a.code, 10_000, 200), ("T2", b.code, 10_000, 200)]),
@@ -219,9 +221,13 @@ def test_a_correction_that_moves_a_payment_says_so_loudly(fp, world, caplog) -> 
     with caplog.at_level("WARNING", logger="reconcile.persist"):
         again = world.run(D, trigger="scheduler", skip_done=True)
     assert again.status == "balanced" and again.matched == 19_600
-    assert refs_state(fp, b.code, c.code) == ["settled", "settled"]
+    assert refs_state(fp, b.code, c.code) == ["expired", "settled"]
     (warned,) = [r for r in caplog.records if "no longer have money matched" in r.message]
     assert b.code in warned.message and a.code not in warned.message
+    assert "move back from settled now" in warned.message
+    (entry,) = fp.audit.entries("reference", b.code)
+    assert (entry["action"], entry["details"]["new_state"]) == ("reference.unsettled",
+                                                                "expired")
     with caplog.at_level("WARNING", logger="reconcile.persist"):
         caplog.clear()
         world.run(D)  # an unchanged re-run drops nothing: silent

@@ -119,6 +119,7 @@ def test_apply_queued_moves_what_a_dead_night_left(fp, world, monkeypatch) -> No
     monkeypatch.setattr(moves, "apply", real)
     assert fp.references.get(a.code).state.value == "issued"
     out = cli(fp.db.url, "reconcile", "--apply-queued", "--json")
-    assert out.exit_code == 0 and json.loads(out.output) == {"moved": 1, "refused": {}}
+    assert out.exit_code == 0 and json.loads(out.output) == {"moved": 1, "refused": {},
+                                                         "moved_back": []}
     assert fp.references.get(a.code).state.value == "settled"
     assert "0 reference(s) moved" in cli(fp.db.url, "reconcile", "--apply-queued").output
