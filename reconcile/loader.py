@@ -21,6 +21,7 @@ day's input, so re-running a day reproduces its result.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections import defaultdict
@@ -85,6 +86,7 @@ class Loaded:
 
     input: DayInput
     ref_ids: dict[str, int] = field(default_factory=dict)
+    batches_seen: str = ""
 
 
 def chunks(values: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -158,7 +160,8 @@ def load_day(session: Session, account_id: int, day: date, policy: Policy) -> Lo
     window_start = day - timedelta(days=policy.lookback_days)
     pool: dict[str, str] = {}  # one str object per code, shared by lines and references
     lines = _lines(session, account_id, day, pool)
-    batches = _batches(session, account_id, day, policy)
+    batch_rows = _batch_rows(session, account_id, day, policy)
+    batches = _batches(session, batch_rows)
     events = _events(session, account_id, day, window_start, policy, batches, pool)
     batches = [b for b in batches if b.batch_id not in _claimed_batches(
         session, [b.batch_id for b in batches], day)]
@@ -170,7 +173,7 @@ def load_day(session: Session, account_id: int, day: date, policy: Policy) -> Lo
     inp = DayInput(account_id=account_id, day=day, lines=tuple(lines), events=tuple(events),
                    batches=tuple(batches), references=tuple(refs), prior=tuple(prior),
                    carried=tuple(carried), links=tuple(links), policy=policy)
-    return Loaded(inp, {r.code: r.id for r in refs})
+    return Loaded(inp, {r.code: r.id for r in refs}, fingerprint(batch_rows))
 
 
 # --------------------------------------------------------------------------- settled
@@ -202,11 +205,31 @@ def _lines(session: Session, account_id: int, day: date, pool: dict[str, str]) -
     return out
 
 
-def _batches(session: Session, account_id: int, day: date, policy: Policy) -> list[Batch]:
-    B, X = SettlementBatchRow, SettlementTxnRow
-    rows = session.execute(select(B.id, B.batch_id, B.provider, B.settled_on, B.net_total).where(
+def _batch_rows(session: Session, account_id: int, day: date, policy: Policy) -> list[Any]:
+    """The account's settlement batches the day may place: settled on it or within the
+    batch lag before it."""
+    B = SettlementBatchRow
+    return list(session.execute(select(B.id, B.import_id, B.batch_id, B.provider,
+                                       B.settled_on, B.net_total).where(
         B.account_id == account_id,
-        B.settled_on.between(day - timedelta(days=policy.batch_lag_days), day))).all()
+        B.settled_on.between(day - timedelta(days=policy.batch_lag_days), day))))
+
+
+def fingerprint(batch_rows: Iterable[Any]) -> str:
+    """What a run read of its batches, as one value: a settlement file imported later —
+    new batches, or a correction that replaced one (its row then names the new import) —
+    changes it."""
+    seen = sorted(f"{r.id}:{r.import_id}:{r.net_total}" for r in batch_rows)
+    return hashlib.sha256(" ".join(seen).encode()).hexdigest()[:32]
+
+
+def batches_fingerprint(session: Session, account_id: int, day: date, policy: Policy) -> str:
+    """:func:`fingerprint` of what storage holds now (the scheduler's *up to date* check)."""
+    return fingerprint(_batch_rows(session, account_id, day, policy))
+
+
+def _batches(session: Session, rows: list[Any]) -> list[Batch]:
+    X = SettlementTxnRow
     if not rows:
         return []
     txns: dict[int, list[BatchTxn]] = defaultdict(list)

@@ -118,8 +118,9 @@ class Resolved:
 class Resolutions:
     """List, show and resolve mismatches of one feepay database."""
 
-    def __init__(self, fp: FeePay) -> None:
+    def __init__(self, fp: FeePay, policy: Policy | None = None) -> None:
         self.fp = fp
+        self.policy = policy or Policy()  # the reconciler's: its batch lag, its re-runs
 
     # -- reading ----------------------------------------------------------------------
     def get(self, mismatch_id: int) -> MismatchView:
@@ -174,7 +175,7 @@ class Resolutions:
         if action == "link":
             from reconcile.runner import Reconciler
 
-            rerun = Reconciler(self.fp).run_account_day(account_id, line_day,
+            rerun = Reconciler(self.fp, self.policy).run_account_day(account_id, line_day,
                                                         trigger="resolution", actor=actor)
         return Resolved(self.get(mismatch_id), rerun)
 
@@ -207,8 +208,8 @@ class Resolutions:
             raise NotFound(f"no mismatch {mismatch_id}", field="mismatch")
         return row
 
-    @staticmethod
-    def _check_fits(s: Session, row: ReconMismatchRow, action: str, reference: str | None,
+    def _check_fits(self, s: Session, row: ReconMismatchRow, action: str,
+                    reference: str | None,
                     batch: str | None) -> tuple[str | None, str | None]:
         """(the reference code, the batch id) the action links to, or why it cannot be
         applied to ``row``."""
@@ -219,7 +220,7 @@ class Resolutions:
             raise Conflict(f"mismatch {row.id} is {row.status}; only open or carried-over "
                            "mismatches can be resolved", field="status")
         if batch is not None:
-            return None, _check_batch_link(s, row, batch)
+            return None, _check_batch_link(s, row, batch, self.policy.batch_lag_days)
         if action == "acknowledge" and row.category != Category.MONEY_NO_CALLBACK.value:
             raise ValidationError("acknowledge is for money_no_callback notices",
                                   field="action")
@@ -314,7 +315,7 @@ def _check_not_paid_later(s: Session, row: ReconMismatchRow, code: str) -> None:
             "resolve the later payment first", field="reference")
 
 
-def _check_batch_link(s: Session, row: ReconMismatchRow, batch: str) -> str:
+def _check_batch_link(s: Session, row: ReconMismatchRow, batch: str, lag_days: int) -> str:
     """The batch id an ambiguous gateway credit may be linked to, or why it may not: the
     batch must be one of the account's, settled on the line's day or within the lag
     before it (the days the engine looks for its credit)."""
@@ -323,7 +324,7 @@ def _check_batch_link(s: Session, row: ReconMismatchRow, batch: str) -> str:
                               "a batch several lines, fit) is linked to a batch",
                               field="action")
     batch = (batch or "").strip()
-    B, lag = SettlementBatchRow, timedelta(days=Policy().batch_lag_days)
+    B, lag = SettlementBatchRow, timedelta(days=lag_days)
     settled_on = s.scalar(select(B.settled_on).where(B.account_id == row.account_id,
                                                      B.batch_id == batch))
     if settled_on is None:

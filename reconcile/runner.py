@@ -30,27 +30,22 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select, text, union
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from feepay.exceptions import NotFound
 from feepay.money import format_vnd, now_utc
 from feepay.storage.tables import AccountRow
 from feepay.storage.tables_reconcile import (
-    ReconMatchRow,
     ReconMismatchRow,
     ReconResolutionRow,
     ReconRunRow,
 )
-from feepay.storage.tables_statements import (
-    SettlementBatchRow,
-    StatementImportRow,
-    StatementLineRow,
-)
+from feepay.storage.tables_statements import StatementImportRow, StatementLineRow
 from reconcile import moves
 from reconcile.days import parse_cutoff
 from reconcile.engine import ENGINE_VERSION, reconcile_day
-from reconcile.loader import load_day
+from reconcile.loader import batches_fingerprint, load_day
 from reconcile.locks import account_day_lock
 from reconcile.models import DayResult, Policy
 from reconcile.persist import sums, write_result
@@ -59,6 +54,7 @@ if TYPE_CHECKING:
     from feepay.api import FeePay
 
 log = logging.getLogger(__name__)
+ONE_DAY = timedelta(days=1)
 SQLITE_CACHE_KIB = 65_536  # page cache for a run: random index writes of a big day
 
 
@@ -159,16 +155,46 @@ class Reconciler:
             ids |= set(s.scalars(select(L.account_id).where(L.posting_date == day).distinct()))
         return sorted(ids)
 
+    def imported_days(self, since: datetime, before: date,
+                      max_age_days: int = 92) -> list[tuple[int, date]]:
+        """Account-days before ``before`` (and at most ``max_age_days`` before it) that a
+        statement or settlement file imported since ``since`` may change: the days of a
+        statement's credit lines, and the days a settlement batch's credit may post (its
+        day and the batch lag after). The scheduler runs those not up to date, however
+        late the file came. Sorted by day, then account."""
+        Imp, L = StatementImportRow, StatementLineRow
+        lag, first = self.policy.batch_lag_days, before - timedelta(days=max_age_days)
+        out: set[tuple[int, date]] = set()
+        with self.fp.db.session() as s:
+            imports = s.execute(select(Imp.account_id, Imp.kind, Imp.period_start,
+                                       Imp.period_end).where(
+                Imp.imported_at >= since, Imp.period_start.is_not(None))).all()
+            for acc, kind, start, end in imports:
+                start = max(start, first)
+                if kind == "settlement":
+                    end = min(end + timedelta(days=lag), before - ONE_DAY)
+                    out.update((acc, start + timedelta(days=i))
+                               for i in range((end - start).days + 1))
+                else:
+                    out.update((acc, d) for d in s.scalars(
+                        select(L.posting_date).where(
+                            L.account_id == acc, L.posting_date.between(
+                                start, min(end, before - ONE_DAY)),
+                            L.direction == "credit").distinct()))
+        return sorted(out, key=lambda k: (k[1], k[0]))
+
     def is_done(self, account_id: int, day: date) -> bool:
         """Whether the account-day needs no new run (the scheduler's question): its latest
         attempt balanced, no line of the day was linked by a person since, and what it
-        read is still what storage holds — the same number and sum of credit lines, and no
-        settlement file for the day's batches imported since it started. A statement
-        imported after its day was reconciled, a run that could not balance or failed, or
-        a link whose re-run died, is run again by the next night."""
+        read is still what storage holds — the same number and sum of credit lines, and
+        the same settlement batches (:func:`reconcile.loader.fingerprint`). A statement or
+        settlement file imported after its day was reconciled (even one whose import was
+        still committing while the run read), a run that could not balance or failed, or a
+        link whose re-run died, is run again by the next night."""
         R, L = ReconRunRow, StatementLineRow
         with self.fp.db.session() as s:
-            last = s.execute(select(R.status, R.lines, R.statement_credits, R.started_at)
+            last = s.execute(select(R.status, R.lines, R.statement_credits, R.started_at,
+                                    R.batches_seen)
                              .where(R.account_id == account_id, R.day == day)
                              .order_by(R.attempt.desc()).limit(1)).first()
             if last is None or last.status != "balanced":  # also: the last attempt failed
@@ -180,7 +206,8 @@ class Reconciler:
                 L.direction == "credit")).one()
             if (now[0], int(now[1])) != (last.lines, last.statement_credits):
                 return False
-            return not self._settled_since(s, account_id, day, last.started_at)
+            # a run stored before migration 0011 has no fingerprint: run it once more
+            return last.batches_seen == batches_fingerprint(s, account_id, day, self.policy)
 
     @staticmethod
     def _linked_since(s: Session, account_id: int, day: date, since: datetime) -> bool:
@@ -190,24 +217,6 @@ class Reconciler:
         return s.scalar(select(Res.id).join(X, X.id == Res.mismatch_id).where(
             X.account_id == account_id, X.line_day == day, Res.action == "link",
             Res.at > since).limit(1)) is not None
-
-    def _settled_since(self, s: Session, account_id: int, day: date,
-                       since: datetime) -> bool:
-        """Whether a settlement file imported after ``since`` holds a batch ``day``'s run
-        may place (settled within the policy's batch lag) or one it already placed in a
-        match or mismatch (a correction may have moved its settlement day)."""
-        B, Imp = SettlementBatchRow, StatementImportRow
-        M, X = ReconMatchRow, ReconMismatchRow
-        lag = timedelta(days=self.policy.batch_lag_days)
-        placed = union(
-            select(M.batch_id).where(M.account_id == account_id, M.day == day,
-                                     M.batch_id.is_not(None)),
-            select(X.batch_id).where(X.account_id == account_id, X.day == day,
-                                     X.batch_id.is_not(None)))
-        return s.scalar(select(B.id).join(Imp, Imp.id == B.import_id).where(
-            B.account_id == account_id, Imp.imported_at > since,
-            or_(B.settled_on.between(day - lag, day), B.batch_id.in_(placed))
-        ).limit(1)) is not None
 
     # -- running ----------------------------------------------------------------------
     def run(self, day: date, account_id: int | None = None, *, trigger: str = "manual",
@@ -351,7 +360,8 @@ class Reconciler:
         clock = time.perf_counter()
         run = ReconRunRow(account_id=account_id, day=day, attempt=self._next_attempt(
             s, account_id, day), trigger=trigger, actor=actor, status="balanced",
-            engine_version=ENGINE_VERSION, started_at=started, finished_at=started)
+            engine_version=ENGINE_VERSION, started_at=started, finished_at=started,
+            batches_seen=loaded.batches_seen)
         s.add(run)
         s.flush()
         now = now_utc()

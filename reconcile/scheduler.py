@@ -1,7 +1,8 @@
 """The nightly job and the scheduler that runs it.
 
 :func:`nightly` reconciles, for every account, the previous local day (and catches up on
-the few days before it that have no finished run yet). It is the whole job: the day is an
+the few days before it, and on older days that files imported late touch, that are not up
+to date). It is the whole job: the day is an
 argument, so tests and ``feepay scheduler --once`` call it directly.
 
 :func:`build_scheduler` registers it with its own ``schedule.Scheduler()`` (no hidden
@@ -18,6 +19,7 @@ so each account-day is reconciled once, by whichever scheduler got there first.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import threading
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TIMEZONE = "Asia/Ho_Chi_Minh"
 DEFAULT_AT = "06:00"  # after banks' overnight statement exports
+LATE_MAX_DAYS = 92  # a file older than a quarter is reconciled by hand (feepay reconcile)
 _HH_MM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
@@ -61,14 +64,24 @@ def yesterday(now: datetime | None = None) -> date:
 def nightly(fp: FeePay, day: date | None = None, *, catch_up_days: int = 3,
             actor: str = "scheduler", now: datetime | None = None,
             reconciler: Reconciler | None = None) -> list[RunOutcome]:
-    """Reconcile ``day`` (default yesterday) and up to ``catch_up_days`` before it.
+    """Reconcile ``day`` (default yesterday) and up to ``catch_up_days`` before it, and
+    the older days of files imported within that window.
 
-    Days before ``day`` are only run where no finished run exists (a scheduler that was
-    down, a night that failed). Returns every outcome, skipped ones included.
+    Only account-days that are not up to date run (:meth:`Reconciler.is_done`): a
+    scheduler that was down, a night that failed, a statement imported after its night —
+    even weeks late (up to :data:`LATE_MAX_DAYS` before the window): the files imported in
+    the last ``catch_up_days + 1`` days say which older days they touch. Oldest day first.
+    Returns every outcome, skipped ones included.
     """
     day = day or yesterday(now)
     rec = reconciler or Reconciler(fp)
+    first = day - timedelta(days=catch_up_days)
+    late = rec.imported_days((now or now_utc()) - timedelta(days=catch_up_days + 1), first,
+                             LATE_MAX_DAYS)
     outcomes: list[RunOutcome] = []
+    for _, todo in itertools.groupby(late, key=lambda acc_day: acc_day[1]):
+        outcomes += rec.run_days(list(todo), trigger="scheduler", actor=actor,
+                                 skip_done=True, wait=False)
     for back in range(catch_up_days, -1, -1):
         d = day - timedelta(days=back)
         outcomes += rec.run(d, trigger="scheduler", actor=actor, skip_done=True, wait=False)

@@ -2,7 +2,8 @@
 
 - ``recon_runs``: one row per attempt at reconciling one account-day (the nightly job, a
   manual re-run, a re-run after a resolution). Keeps the day's sum check: statement
-  credits (counted independently in SQL) = matched + held.
+  credits (counted independently in SQL) = matched + held; and what it read that the
+  scheduler compares later (line count and sum, ``batches_seen`` since 0011).
 - ``recon_matches``: one row per *allocation* (money from a statement line — or one gateway
   transaction in it — to a reference); the rows of one match share ``match_key``. These
   are machine output: a re-run of the account-day replaces them.
@@ -52,6 +53,9 @@ class ReconRunRow(Base):
     matched_amount: Mapped[int] = mapped_column(default=0)
     held_amount: Mapped[int] = mapped_column(default=0)
     result_digest: Mapped[str | None] = mapped_column(String(64))
+    # what the run read of the settlement batches it may place (ids and totals, hashed):
+    # the scheduler re-runs the day when storage no longer holds the same
+    batches_seen: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (

@@ -16,6 +16,7 @@ from feepay.exceptions import NotFound, ValidationError
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMatchRow
 from reconcile.engine import reconcile_day
+from reconcile.models import Policy
 from reconcile.resolution import Resolutions
 from reconcile.testing import build_input, code_for
 from tests.reconcile.conftest import at
@@ -233,6 +234,23 @@ def test_a_batch_link_that_does_not_fit_is_refused(fp, world, case) -> None:  # 
     assert "batch" in str(refused.value)
     assert res.get(target.id).status == "open"
     assert fp.audit.entries(object_type="mismatch") == []
+
+
+def test_a_batch_link_follows_the_reconcilers_batch_lag(fp, world) -> None:  # noqa: ANN001
+    """The lag a batch's credit may post after its day is the reconciler's policy, not a
+    default: a reviewer cannot link what the engine of that policy would never place."""
+    a = world.ref()
+    world.settlement("VNP-LAG-0001", D1, [("T1", a.code, 10_000, 200)])
+    world.statement(D2, [(9_800, "VNPAY TT", at(D2, 10)), (9_800, "VNPAY TT", at(D2, 11))])
+    world.run(D2)                                          # default lag: 3 days
+    (amb, _) = Resolutions(fp).list(category="ambiguous")
+    strict = Resolutions(fp, Policy(batch_lag_days=0))
+    with pytest.raises(ValidationError, match="up to 0 days after"):
+        strict.link_batch(amb.id, "VNP-LAG-0001", reason="thử", actor=WHO)
+    assert strict.get(amb.id).status == "open"
+    done = Resolutions(fp).link_batch(amb.id, "VNP-LAG-0001", reason="VNPAY xác nhận",
+                                      actor=WHO)
+    assert done.rerun.status == "balanced" and done.rerun.matched == 9_800
 
 
 def test_a_batch_another_day_placed_is_not_linked_again(fp, world) -> None:  # noqa: ANN001

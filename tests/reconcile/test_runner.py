@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 
+from feepay.models import SettlementBatch, SettlementFile
+from feepay.models import SettlementTxn as SettlementTxnModel
 from feepay.money import VN_TZ
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow, ReconRunRow
+from feepay.storage.tables_statements import StatementImportRow
 
 D1 = date(2025, 12, 1)
 D2 = date(2025, 12, 2)
@@ -115,6 +118,55 @@ def test_a_settlement_file_imported_after_its_day_ran_is_run_again(fp, world) ->
     again = world.run(D1, trigger="scheduler", skip_done=True)
     assert again.status == "balanced" and again.attempt == 2 and again.matched == 9_800
     assert world.run(D1, trigger="scheduler", skip_done=True).status == "skipped"
+
+
+def test_a_settlement_file_still_committing_while_the_day_ran_is_not_missed(
+        fp, world) -> None:  # noqa: ANN001
+    """An import is stamped when its transaction starts. One that started before a run
+    and committed after the run had read (PostgreSQL reads committed data per statement)
+    carries an earlier time than the run: the run's fingerprint of the batches it read,
+    not the times, says the day must run again."""
+    a = world.ref()
+    world.statement(D1, [(9_800, "VNPAY TT 20251201 LO VNP-RACE-0001", at(D1, 10))])
+    first = world.run(D1, trigger="scheduler", skip_done=True)
+    assert first.status == "balanced" and first.matched == 0
+    world.settlement("VNP-RACE-0001", D1, [("T1", a.code, 10_000, 200)])
+    with fp.db.session() as s:  # as if the import had begun before the run started
+        started = s.scalar(select(ReconRunRow.started_at).where(
+            ReconRunRow.id == first.run_id))
+        s.execute(StatementImportRow.__table__.update().where(
+            StatementImportRow.kind == "settlement").values(
+            imported_at=started - timedelta(minutes=5)))
+    assert not world.recon.is_done(world.account, D1)
+    again = world.run(D1, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.attempt == 2 and again.matched == 9_800
+    assert world.recon.is_done(world.account, D1)
+
+
+def test_a_replaced_batch_makes_its_day_due_again(fp, world) -> None:  # noqa: ANN001
+    """A corrected file rewrites the stored batch row in place (same id, new import):
+    the day that read the old version is no longer up to date."""
+    a, b = world.ref(), world.ref()
+    world.statement(D1, [(9_800, "VNPAY TT 20251201 LO VNP-FIX-0001", at(D1, 10))])
+    world.settlement("VNP-FIX-0001", D1, [("T1", a.code, 10_000, 200)])
+    assert world.run(D1).matched == 9_800 and world.recon.is_done(world.account, D1)
+    with fp.db.session() as s:
+        imports_before = s.scalar(select(func.count()).select_from(StatementImportRow))
+    world.fp.statements.import_settlement(
+        SettlementFile(source="settle.csv", format="test", batches=(SettlementBatch(
+            batch_id="VNP-FIX-0001", provider="vnpay", settled_on=D1, net_total=9_800,
+            transactions=(SettlementTxnModel(line_no=1, provider_txn_id="T9",
+                                             reference=b.code, gross=10_000, fee=200,
+                                             net=9_800, batch_id="VNP-FIX-0001"),)),)),
+        world.account, file_name="settle-fixed.csv", file_sha256="f" * 64, file_size=10,
+        actor="kbnn.demo", replace_reason="VNPAY corrected the batch: T9, not T1")
+    with fp.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(StatementImportRow)) == (
+            imports_before + 1)
+    assert not world.recon.is_done(world.account, D1)
+    again = world.run(D1, trigger="scheduler", skip_done=True)
+    assert again.status == "balanced" and again.attempt == 2
+    assert state(fp, b.code) == "settled"
 
 
 def test_an_unbalanced_run_is_not_done(fp, world) -> None:  # noqa: ANN001

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconRunRow
 from reconcile.scheduler import build_scheduler, nightly, safe, serve, yesterday
+from tests.reconcile.conftest import at
 
 D1 = date(2025, 12, 1)
 
@@ -29,6 +31,41 @@ def test_nightly_runs_each_account_day_once_and_catches_up(fp, world) -> None:  
     assert {o.status for o in second} == {"skipped"}
     assert {o.reason for o in second} == {"already reconciled"}
     assert all(n == 1 for _a, _d, n in runs(fp)) and len(runs(fp)) == 3 * accounts
+
+
+def test_a_statement_imported_weeks_late_is_reconciled_by_the_next_night(
+        fp, world) -> None:  # noqa: ANN001
+    """Days older than the catch-up window run when a file imported within the window
+    touches them: a statement's posting days, a settlement batch's day and lag after."""
+    a, b = world.ref(), world.ref()
+    old, older = D1 - timedelta(days=20), D1 - timedelta(days=200)
+    world.statement(old, [(10_000, a.code, at(old, 9))])
+    world.statement(older, [(10_000, b.code, at(older, 9))])  # beyond LATE_MAX_DAYS
+    world.settlement("VNP-OLD-0001", old - timedelta(days=5), [("T1", b.code, 5_000, 100)])
+    out = nightly(fp, D1, catch_up_days=2)
+    late = {(o.account_id, o.day): o for o in out if o.day < D1 - timedelta(days=2)}
+    acc = world.account
+    assert late[(acc, old)].status == "balanced" and late[(acc, old)].matched == 10_000
+    batch_days = {old - timedelta(days=5) + timedelta(days=i) for i in range(4)}
+    assert {d for (_a, d) in late} == batch_days | {old}
+    assert older not in {d for (_a, d) in late}
+    with fp.db.session() as s:
+        assert s.scalar(select(ReferenceRow.state).where(ReferenceRow.code == a.code)) == (
+            "settled")
+    again = nightly(fp, D1, catch_up_days=2)
+    assert {o.status for o in again} == {"skipped"}
+    assert {(o.account_id, o.day) for o in again} >= set(late)
+
+
+def test_files_imported_before_the_window_start_nothing_old(fp, world) -> None:  # noqa: ANN001
+    """Only files imported within the catch-up window are looked at: a day touched by an
+    older import was the concern of the nights back then."""
+    a = world.ref()
+    old = D1 - timedelta(days=20)
+    world.statement(old, [(10_000, a.code, at(old, 9))])
+    later = datetime.now(UTC) + timedelta(days=10)  # ten days after the import
+    out = nightly(fp, D1, catch_up_days=2, now=later)
+    assert all(o.day >= D1 - timedelta(days=2) for o in out)
 
 
 def test_yesterday_is_local() -> None:
