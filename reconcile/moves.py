@@ -82,16 +82,26 @@ SELECT m.run_id, COUNT(DISTINCT m.reference_id)
  GROUP BY m.run_id"""
 _QUEUED = "SELECT state, COUNT(*) FROM recon_reference_moves GROUP BY state"
 
-# Back from settled: the state the reference's *applied* callbacks give it, as if the
-# statement had never paid it — paid/overpaid (paid_at kept), partially_paid (also for a
-# part-payment a queued move of the same apply holds), else expired once past its expiry
-# (what the expiry sweep would have made of an unpaid reference), else issued.
+# Back from settled: the state the reference's callbacks give it, as if the statement had
+# never paid it — paid/overpaid (paid_at kept), partially_paid (also for a part-payment
+# that a queued move of the same apply, or an open underpaid mismatch, holds), else expired
+# once past its expiry (what the expiry sweep would have made of an unpaid reference),
+# else issued. The callbacks counted are those applied, and those refused only because the
+# reference was settled when they came (flagged duplicate_payment alone: paid and overpaid
+# references take a second payment, so no other refusal carries that flag without
+# paid_after_expiry or reference_cancelled) — a gateway's callback arriving after the
+# statement settled its money is still a payment once that money is taken away.
 # Guarded: still settled, and no stored match pays it (another day may have meanwhile).
+_FLAGS = "(',' || COALESCE(e.flags, '') || ',')"
 _UNSETTLE_SQL = """
 UPDATE payment_references{alias}
    SET state = CASE WHEN u.paid > {r}.amount_due THEN 'overpaid'
                     WHEN u.paid = {r}.amount_due THEN 'paid'
-                    WHEN u.paid > 0 OR u.part = 1 THEN 'partially_paid'
+                    WHEN u.paid > 0 OR u.part = 1 OR EXISTS (
+                         SELECT 1 FROM recon_mismatches AS x
+                          WHERE x.reference_code = {r}.code AND x.category = 'underpaid'
+                            AND x.status IN ('open', 'carried_over') AND x.amount > 0)
+                         THEN 'partially_paid'
                     WHEN {r}.expires_at < :now THEN 'expired'
                     ELSE 'issued' END,
        amount_paid = u.paid, settled_at = NULL,
@@ -99,7 +109,11 @@ UPDATE payment_references{alias}
   FROM (SELECT q.reference_id AS id,
                MAX(CASE WHEN q.state = 'partially_paid' THEN 1 ELSE 0 END) AS part,
                (SELECT COALESCE(SUM(e.amount), 0) FROM payment_events AS e
-                 WHERE e.reference_id = q.reference_id AND e.applied) AS paid
+                 WHERE e.reference_id = q.reference_id
+                   AND (e.applied OR (e.status = 'success'
+                        AND {flags} LIKE '%,duplicate_payment,%'
+                        AND {flags} NOT LIKE '%,paid_after_expiry,%'
+                        AND {flags} NOT LIKE '%,reference_cancelled,%'))) AS paid
           FROM recon_reference_moves AS q
          WHERE q.reference_id IN (SELECT reference_id FROM recon_reference_moves
                                    WHERE state = 'unsettled')
@@ -109,8 +123,8 @@ UPDATE payment_references{alias}
                     WHERE x.reference_id = {r}.id AND x.amount > 0)
 RETURNING {r}.id, {r}.state, {r}.amount_paid"""
 _UNSETTLE = {
-    "sqlite": _UNSETTLE_SQL.format(alias="", r="payment_references"),
-    "postgresql": _UNSETTLE_SQL.format(alias=" AS r", r="r")}
+    "sqlite": _UNSETTLE_SQL.format(alias="", r="payment_references", flags=_FLAGS),
+    "postgresql": _UNSETTLE_SQL.format(alias=" AS r", r="r", flags=_FLAGS)}
 # who asked (the latest run, if several did) and what the reference held before
 _UNSETTLE_ASKED = """
 SELECT r.id, MAX(m.run_id), r.code, r.state, r.amount_due, r.amount_paid

@@ -8,7 +8,8 @@ All of it happens in the run's single transaction, in this order:
    person's decision survives any number of re-runs; open rows of the day that the run no
    longer produces become ``superseded`` (never deleted);
 3. earlier mismatches this day resolved (a part-payment completed, a late callback, money
-   that turned up) become ``cleared``;
+   that turned up) become ``cleared`` — on a re-run, after reopening what the day's
+   earlier runs cleared, so a correction that undoes a completion gives the part back;
 4. the reference states the result asks for are queued (:mod:`reconcile.moves` applies
    them with guarded updates: never out of ``cancelled``, never twice), replacing what
    earlier runs of the account-day queued and nobody applied yet; a reference an earlier
@@ -27,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -74,7 +75,10 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
     touches the database.
     """
     memos = _memos(session, result)
-    unsettled = _requeue(session, run_id, result, now)  # reads the day's matches: first
+    Run = ReconRunRow
+    earlier = list(session.scalars(select(Run.id).where(
+        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id)))
+    unsettled = _requeue(session, run_id, earlier, result, now)  # reads the day's matches
     conn = session.connection()
     if conn.dialect.name != "sqlite":
         queued = moves.queue(conn, run_id, result, ref_ids, now, on_update)
@@ -96,7 +100,7 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
             queued = moves.queue(conn, run_id, result, ref_ids, now, start)
             _replace_matches(session, run_id, result, ref_ids, jobs[0].result())
             _upsert_mismatches(session, run_id, result, now, memos, jobs[1].result())
-    _clear(session, result, now)
+    _clear(session, result, now, rerun=bool(earlier))
     return queued + unsettled
 
 
@@ -131,7 +135,8 @@ def _replace_matches(session: Session, run_id: int, result: DayResult,
     cur.close()
 
 
-def _requeue(session: Session, run_id: int, result: DayResult, now: datetime) -> int:
+def _requeue(session: Session, run_id: int, earlier: list[int], result: DayResult,
+             now: datetime) -> int:
     """Replace what earlier runs of this account-day queued, and queue a move back from
     ``settled`` for each reference :func:`_dropped` finds; returns how many of those.
 
@@ -139,11 +144,13 @@ def _requeue(session: Session, run_id: int, result: DayResult, now: datetime) ->
     the re-run no longer asks for must not be applied after it. Runs of one account-day
     are serialised by its lock, so no other run of the day is queueing meanwhile.
     """
-    Q, Run = ReconReferenceMoveRow, ReconRunRow
-    earlier = list(session.scalars(select(Run.id).where(
-        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id)))
+    Q = ReconReferenceMoveRow
     if not earlier:  # a first run (most of a night): nothing to replace or compare
         return 0
+    if session.get_bind().dialect.name == "postgresql":
+        # wait for an apply in progress (it holds SHARE ROW EXCLUSIVE until it commits):
+        # what it settles must be read as settled below, not as the state before it
+        session.execute(text("LOCK TABLE recon_reference_moves IN ROW EXCLUSIVE MODE"))
     dropped = _dropped(session, earlier, result)
     session.execute(delete(Q).where(member(session, Q.run_id, earlier))
                     .execution_options(synchronize_session=False))
@@ -302,10 +309,21 @@ def _sqlite_mismatch_rows(run_id: int, result: DayResult, stamped: str,
     return rows
 
 
-def _clear(session: Session, result: DayResult, now: datetime) -> None:
+def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -> None:
     """Clear earlier open mismatches this day resolved: the engine's explicit ``clears``
-    and every ``paid_no_money`` whose callback this day paired with money."""
+    and every ``paid_no_money`` whose callback this day paired with money.
+
+    What an earlier run of the day cleared is reopened first (then cleared again if the
+    result still clears it): a re-run whose corrected input no longer completes a
+    part-payment must give the part back to its ``underpaid`` row, or the money it holds
+    would sit in a cleared row that no later day carries."""
     X = ReconMismatchRow
+    if rerun:  # a first run of the day has cleared nothing yet
+        session.execute(update(X).where(
+            X.account_id == result.account_id, X.status == "cleared",
+            X.cleared_day == result.day).values(
+            status=case((X.resolution == "carry_over", "carried_over"), else_="open"),
+            cleared_day=None, updated_at=now).execution_options(synchronize_session=False))
     candidates = session.execute(select(X.id, X.key, X.category, X.event_id).where(
         X.account_id == result.account_id, X.category.in_(CLEARABLE),
         X.status.in_(("open", "carried_over")))).all()

@@ -274,7 +274,7 @@ class Reconciler:
                     R.id.in_(applied.unsettled_by_run))).all())
                 for u in applied.unsettled:
                     self.fp.audit.append(s, actor=actors.get(u.run_id, "system"),
-                                         action="reference.unsettled",
+                                         action="references.unsettle",
                                          object_type="reference", object_id=u.code,
                                          details=u.details())
             return applied

@@ -226,7 +226,7 @@ def test_a_correction_that_moves_a_payment_moves_its_reference_back(
     assert b.code in warned.message and a.code not in warned.message
     assert "move back from settled now" in warned.message
     (entry,) = fp.audit.entries("reference", b.code)
-    assert (entry["action"], entry["details"]["new_state"]) == ("reference.unsettled",
+    assert (entry["action"], entry["details"]["new_state"]) == ("references.unsettle",
                                                                 "expired")
     with caplog.at_level("WARNING", logger="reconcile.persist"):
         caplog.clear()

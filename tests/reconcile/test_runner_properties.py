@@ -64,6 +64,8 @@ def test_rerun_same_result_resolutions_kept(world, payments, decisions) -> None:
     res = Resolutions(fp)
     expected = first.digest
     for m, action in zip(res.list(day=day), decisions, strict=False):
+        if res.get(m.id).status != "open":  # an earlier link's re-run no longer raises it
+            continue
         if action == "link":  # to the first reference; a link that does not fit is refused
             before = _snapshot(fp)
             try:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
 from feepay.money import now_utc
 from feepay.storage.tables import ReferenceRow
-from feepay.storage.tables_reconcile import ReconReferenceMoveRow
+from feepay.storage.tables_reconcile import ReconMismatchRow, ReconReferenceMoveRow
 from reconcile import moves
 from tests.reconcile.conftest import World, at
 
@@ -100,7 +100,7 @@ def queued(fp) -> list[tuple[int, int, str]]:  # noqa: ANN001
 
 
 def unsettle_entries(fp) -> list[dict]:  # noqa: ANN001
-    return [e for e in fp.audit.entries("reference") if e["action"] == "reference.unsettled"]
+    return [e for e in fp.audit.entries("reference") if e["action"] == "references.unsettle"]
 
 
 def dropped_warnings(caplog) -> list[str]:  # noqa: ANN001
@@ -197,6 +197,54 @@ def test_a_part_the_rerun_still_holds_leaves_the_reference_partially_paid(
     assert row(fp, a.code).amount_paid == 0 and row(fp, a.code).settled_at is None
     (entry,) = unsettle_entries(fp)
     assert (entry["object_id"], entry["details"]["new_state"]) == (a.code, "partially_paid")
+
+
+def test_a_callback_that_came_after_the_statement_settled_counts_when_it_moves_back(
+        fp, world) -> None:  # noqa: ANN001
+    """a was settled from the statement before its gateway callback came; the callback
+    was stored, not applied (a settled reference takes no payment). When the corrected
+    file takes the statement's money away, that callback still says a was paid: a moves
+    back to ``paid``, not to unpaid."""
+    a, c = world.ref(), world.ref()
+    world.statement(D, [(9_800, f"VNPAY TT LO {BATCH}", at(D, 23))])
+    import_settlement(world, [("T1", a.code)], "vnpay-1.csv")
+    world.run(D)
+    assert states(fp, a) == ["settled"]
+    late = world.callback(a.code, 10_000, at(D, 8), provider="vnpay", txn="CB-LATE")
+    assert not late.applied
+    import_settlement(world, [("T1", c.code)], "vnpay-1-fixed.csv", reason=REASON)
+    world.run(D)
+    assert states(fp, a, c) == ["paid", "settled"]
+    assert (row(fp, a.code).amount_paid, row(fp, a.code).settled_at) == (10_000, None)
+    (entry,) = unsettle_entries(fp)
+    assert entry["details"]["amount_paid_after"] == 10_000
+
+
+def test_a_part_carried_from_an_earlier_day_stays_when_the_rest_is_taken_away(
+        fp, world) -> None:  # noqa: ANN001
+    """a paid 200 on D−1 (held as underpaid, carried) and the rest through VNPAY on D: D
+    completed a and cleared the underpaid row. The corrected file says T1 was c's: D's
+    re-run reopens the part it had cleared, and a moves back to ``partially_paid``."""
+    a, c = world.ref(), world.ref()
+    before = D - timedelta(days=1)
+    world.statement(before, [(200, f"{a.code} lan 1", at(before, 9))])
+    world.run(before)
+    world.statement(D, [(9_800, f"VNPAY TT LO {BATCH}", at(D, 23))])
+    import_settlement(world, [("T1", a.code)], "vnpay-1.csv")
+    assert world.run(D).matched == 9_800
+    assert states(fp, a) == ["settled"]
+    import_settlement(world, [("T1", c.code)], "vnpay-1-fixed.csv", reason=REASON)
+    world.run(D)
+    assert states(fp, a) == ["partially_paid"]
+    with fp.db.session() as s:
+        part = s.execute(select(ReconMismatchRow.status, ReconMismatchRow.amount,
+                                ReconMismatchRow.cleared_day).where(
+            ReconMismatchRow.reference_code == a.code,
+            ReconMismatchRow.category == "underpaid")).one()
+    assert tuple(part) == ("open", 200, None)
+    nxt = D + timedelta(days=1)                               # the rest, whenever it comes
+    world.statement(nxt, [(9_800, a.code, at(nxt, 9))])
+    assert world.run(nxt).matched == 9_800 and states(fp, a) == ["settled"]
 
 
 def test_a_rerun_replaces_the_moves_its_earlier_run_left_queued(
