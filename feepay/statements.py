@@ -450,6 +450,9 @@ class _Replacing:
     file_name: str
     file_sha256: str
     replaced: list[str] = field(default_factory=list)  # batch ids, in file order
+    # the days the replaced versions settled on: their account-days placed them (or may
+    # have), so the import's period covers them and the scheduler re-checks those days
+    old_days: list[date] = field(default_factory=list)
 
     @classmethod
     def make(cls, reason: str | None, actor: str, file_name: str,
@@ -679,8 +682,13 @@ class Statements:
             s.flush()
             new = sum(self._store_batch(s, batch, account_id, row.id, replacing)
                       for batch in sf.batches)
+            days = [d for d in (row.period_start, row.period_end,
+                                *(replacing.old_days if replacing else ())) if d]
             s.execute(update(StatementImportRow).where(StatementImportRow.id == row.id)
-                      .values(lines_new=new, lines_duplicate=len(txns) - new))
+                      .values(lines_new=new, lines_duplicate=len(txns) - new,
+                              period_start=min(days, default=None),
+                              period_end=max(days, default=None)))
+            s.refresh(row)
             details: dict[str, object] = {
                 "file": file_name, "sha256": file_sha256, "format": sf.format,
                 "account": account_id, "batches": len(sf.batches), "transactions": len(txns),
@@ -752,6 +760,7 @@ class Statements:
                            "file, with different contents; nothing was imported",
                            field="batch_id")
         before = _batch_snapshot(old, old_txns)
+        replacing.old_days.append(old.settled_on)
         s.execute(delete(X).where(X.batch_pk == old.id)
                   .execution_options(synchronize_session=False))
         s.execute(update(SettlementBatchRow).where(SettlementBatchRow.id == old.id)

@@ -16,7 +16,8 @@ Only what the engine needs is read, narrowed by index rather than scanned:
 * for those references, what **earlier days** already matched (``Prior``).
 
 "Earlier" always means *days before this one*: what later days did never changes this
-day's input, so re-running a day reproduces its result.
+day's input, so re-running a day reproduces its result. (When an earlier day changes,
+:mod:`reconcile.stale` marks the later days it concerns.)
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from feepay.storage.tables_reconcile import (
     ReconRunRow,
 )
 from feepay.storage.tables_statements import StatementImportRow, StatementLineRow
-from reconcile import moves
+from reconcile import moves, stale
 from reconcile.days import parse_cutoff
 from reconcile.engine import ENGINE_VERSION, reconcile_day
 from reconcile.loader import batches_fingerprint, load_day
@@ -83,6 +83,7 @@ class RunOutcome:
     reason: str | None = None
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    later_marked: int = 0  # later account-days this run made stale (reconcile.stale)
 
     @property
     def balanced(self) -> bool:
@@ -101,6 +102,11 @@ class RunOutcome:
                 f"{self.matches} matches, {self.mismatches} mismatches; credits "
                 f"{format_vnd(self.statement_credits)} = matched {format_vnd(self.matched)} "
                 f"+ held {format_vnd(self.held)} → {check}")
+
+
+def _days(first: date, last: date) -> list[date]:
+    """The days from ``first`` to ``last``, both included (none if ``last`` is earlier)."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def result_digest(result: DayResult) -> str:
@@ -158,30 +164,38 @@ class Reconciler:
     def imported_days(self, since: datetime, before: date,
                       max_age_days: int = 92) -> list[tuple[int, date]]:
         """Account-days before ``before`` (and at most ``max_age_days`` before it) that a
-        statement or settlement file imported since ``since`` may change: the days of a
-        statement's credit lines, and the days a settlement batch's credit may post (its
-        day and the batch lag after). The scheduler runs those not up to date, however
-        late the file came. Sorted by day, then account."""
-        Imp, L = StatementImportRow, StatementLineRow
-        lag, first = self.policy.batch_lag_days, before - timedelta(days=max_age_days)
+        file imported since ``since`` may change: the days of a statement that brought new
+        lines and have lines, and every day of a settlement file's period (which covers the
+        days a replaced batch settled on before its correction) and the batch lag after
+        it. The scheduler runs those not up to date, however late the file came. Sorted by
+        day, then account."""
+        Imp = StatementImportRow
+        first, last = before - timedelta(days=max_age_days), before - ONE_DAY
         out: set[tuple[int, date]] = set()
         with self.fp.db.session() as s:
             imports = s.execute(select(Imp.account_id, Imp.kind, Imp.period_start,
                                        Imp.period_end).where(
-                Imp.imported_at >= since, Imp.period_start.is_not(None))).all()
+                Imp.imported_at >= since, Imp.period_start.is_not(None),
+                Imp.period_end.is_not(None),
+                (Imp.kind == "settlement") | (Imp.lines_new > 0))).all()
             for acc, kind, start, end in imports:
-                start = max(start, first)
-                if kind == "settlement":
-                    end = min(end + timedelta(days=lag), before - ONE_DAY)
-                    out.update((acc, start + timedelta(days=i))
-                               for i in range((end - start).days + 1))
-                else:
-                    out.update((acc, d) for d in s.scalars(
-                        select(L.posting_date).where(
-                            L.account_id == acc, L.posting_date.between(
-                                start, min(end, before - ONE_DAY)),
-                            L.direction == "credit").distinct()))
+                lag = self.policy.batch_lag_days if kind == "settlement" else 0
+                days = _days(max(start, first), min(end + timedelta(days=lag), last))
+                if kind == "statement":
+                    days = [d for d in days if self._has_lines(s, acc, d)]
+                out.update((acc, d) for d in days)
         return sorted(out, key=lambda k: (k[1], k[0]))
+
+    @staticmethod
+    def _has_lines(s: Session, account_id: int, day: date) -> bool:
+        L = StatementLineRow
+        return s.scalar(select(L.id).where(L.account_id == account_id, L.posting_date == day)
+                        .limit(1)) is not None
+
+    def stale_days(self) -> list[tuple[int, date]]:
+        """Account-days an earlier day's run marked stale (:mod:`reconcile.stale`)."""
+        with self.fp.db.session() as s:
+            return stale.stale_days(s)
 
     def is_done(self, account_id: int, day: date) -> bool:
         """Whether the account-day needs no new run (the scheduler's question): its latest
@@ -198,6 +212,8 @@ class Reconciler:
                              .where(R.account_id == account_id, R.day == day)
                              .order_by(R.attempt.desc()).limit(1)).first()
             if last is None or last.status != "balanced":  # also: the last attempt failed
+                return False
+            if stale.marks(s, account_id, day):  # an earlier day's run changed since
                 return False
             if self._linked_since(s, account_id, day, last.started_at):
                 return False
@@ -350,6 +366,7 @@ class Reconciler:
                          expect_callbacks=self.policy.expect_callbacks and _has_channel(
                              s, account_id))
         clock = time.perf_counter()
+        seen = stale.marks(s, account_id, day)  # settled by this run: it reads what's now
         loaded = load_day(s, account_id, day, policy)
         phases = {"load": time.perf_counter() - clock}
         clock = time.perf_counter()
@@ -365,6 +382,7 @@ class Reconciler:
         s.add(run)
         s.flush()
         now = now_utc()
+        old_refs = stale.old_references(s, account_id, day)  # before matches are replaced
         # the digest is pure Python over the frozen result: a helper thread computes it
         # while the database updates the references (the driver releases the GIL then)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-digest") as helper:
@@ -385,6 +403,11 @@ class Reconciler:
         run.statement_credits, run.matched_amount, run.held_amount = (
             check.statement_credits, check.matched, check.held)
         run.result_digest = digest
+        stale.unmark(s, seen)
+        later = stale.mark_later(s, run, result, loaded.ref_ids, old_refs, now)
+        if later:
+            log.info("account %s on %s: %d later account-day(s) name references this run "
+                     "decided anew; marked for the next night", account_id, day, later)
         self.fp.audit.append(s, actor=actor, action="reconcile.run", object_type="account_day",
                              object_id=f"{account_id}:{day.isoformat()}",
                              details={"run_id": run.id, "attempt": run.attempt,
@@ -396,7 +419,7 @@ class Reconciler:
                           len(result.matches), len(result.mismatches),
                           check.statement_credits, check.matched, check.held, queued, 0,
                           digest, None, (run.finished_at - started).total_seconds(),
-                          {k: round(v, 3) for k, v in phases.items()})
+                          {k: round(v, 3) for k, v in phases.items()}, later)
 
     @staticmethod
     def _next_attempt(s: Session, account_id: int, day: date) -> int:

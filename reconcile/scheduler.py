@@ -1,8 +1,8 @@
 """The nightly job and the scheduler that runs it.
 
 :func:`nightly` reconciles, for every account, the previous local day (and catches up on
-the few days before it, and on older days that files imported late touch, that are not up
-to date). It is the whole job: the day is an
+the few days before it, on older days that files imported late touch, and on days an
+earlier day's run made stale — those that are not up to date). It is the whole job: the day is an
 argument, so tests and ``feepay scheduler --once`` call it directly.
 
 :func:`build_scheduler` registers it with its own ``schedule.Scheduler()`` (no hidden
@@ -19,7 +19,6 @@ so each account-day is reconciled once, by whichever scheduler got there first.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import re
 import threading
@@ -65,27 +64,45 @@ def nightly(fp: FeePay, day: date | None = None, *, catch_up_days: int = 3,
             actor: str = "scheduler", now: datetime | None = None,
             reconciler: Reconciler | None = None) -> list[RunOutcome]:
     """Reconcile ``day`` (default yesterday) and up to ``catch_up_days`` before it, and
-    the older days of files imported within that window.
+    the older days that changed since.
 
     Only account-days that are not up to date run (:meth:`Reconciler.is_done`): a
-    scheduler that was down, a night that failed, a statement imported after its night —
-    even weeks late (up to :data:`LATE_MAX_DAYS` before the window): the files imported in
-    the last ``catch_up_days + 1`` days say which older days they touch. Oldest day first.
-    Returns every outcome, skipped ones included.
+    scheduler that was down, a night that failed, a file imported after its night. Older
+    days run first, oldest first: those a file imported within the window (and a day's
+    margin) touches, up to :data:`LATE_MAX_DAYS` before the window, and those an earlier
+    day's run marked stale (:mod:`reconcile.stale`), whatever their age — also the ones
+    this night's own runs mark. Returns every outcome, skipped ones included.
     """
     day = day or yesterday(now)
     rec = reconciler or Reconciler(fp)
     first = day - timedelta(days=catch_up_days)
-    late = rec.imported_days((now or now_utc()) - timedelta(days=catch_up_days + 1), first,
-                             LATE_MAX_DAYS)
-    outcomes: list[RunOutcome] = []
-    for _, todo in itertools.groupby(late, key=lambda acc_day: acc_day[1]):
-        outcomes += rec.run_days(list(todo), trigger="scheduler", actor=actor,
-                                 skip_done=True, wait=False)
+    outcomes = _older_days(rec, first, (now or now_utc()) - timedelta(days=catch_up_days + 2),
+                           actor)
     for back in range(catch_up_days, -1, -1):
         d = day - timedelta(days=back)
         outcomes += rec.run(d, trigger="scheduler", actor=actor, skip_done=True, wait=False)
     _log_summary(day, outcomes)
+    return outcomes
+
+
+def _older_days(rec: Reconciler, first: date, since: datetime,
+                actor: str) -> list[RunOutcome]:
+    """Run the account-days before ``first`` that late files touch or earlier runs marked
+    stale, day by day, oldest first; a day's runs may mark later ones, which join. A
+    failure to find them is logged and the window still runs."""
+    outcomes: list[RunOutcome] = []
+    done: set[tuple[int, date]] = set()
+    try:
+        pending = set(rec.imported_days(since, first, LATE_MAX_DAYS))
+        while pending := (pending | {k for k in rec.stale_days() if k[1] < first}) - done:
+            d = min(k[1] for k in pending)
+            todo = sorted(k for k in pending if k[1] == d)
+            done.update(todo)
+            outcomes += rec.run_days(todo, trigger="scheduler", actor=actor, skip_done=True,
+                                     wait=False)
+    except Exception:  # noqa: BLE001 - the window's days must still run
+        log.exception("nightly reconciliation: the older days that changed could not be "
+                      "run; the catch-up window runs anyway")
     return outcomes
 
 

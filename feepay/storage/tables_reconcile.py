@@ -4,6 +4,7 @@
   manual re-run, a re-run after a resolution). Keeps the day's sum check: statement
   credits (counted independently in SQL) = matched + held; and what it read that the
   scheduler compares later (line count and sum, ``batches_seen`` since 0011).
+- ``recon_stale_days`` (migration 0011): account-days an earlier day's run made stale.
 - ``recon_matches``: one row per *allocation* (money from a statement line — or one gateway
   transaction in it — to a reference); the rows of one match share ``match_key``. These
   are machine output: a re-run of the account-day replaces them.
@@ -63,6 +64,23 @@ class ReconRunRow(Base):
         CheckConstraint("status IN ('balanced','unbalanced','failed')", name="status"),
         Index("ix_recon_runs_day", "day"),
     )
+
+
+class ReconStaleDayRow(Base):
+    """An account-day that must run again although its own input did not change: a run of
+    an earlier day changed what it decided for references this day also names (a late
+    statement, a correction, a link). Written in that run's transaction; the nightly job
+    runs marked days, and a run removes the marks it saw."""
+
+    __tablename__ = "recon_stale_days"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("collection_accounts.id"))
+    day: Mapped[date] = mapped_column(Date)
+    by_run_id: Mapped[int] = mapped_column(ForeignKey("recon_runs.id"))
+    marked_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_recon_stale_days_account_day", "account_id", "day"),)
 
 
 class ReconMatchRow(Base):
@@ -177,4 +195,4 @@ class ReconReferenceMoveRow(Base):
 
 
 __all__ = ["ReconMatchRow", "ReconMismatchRow", "ReconReferenceMoveRow", "ReconResolutionRow",
-           "ReconRunRow"]
+           "ReconRunRow", "ReconStaleDayRow"]
