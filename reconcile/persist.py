@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 WRITE_CHUNK = 20_000
 CLEARABLE = (Category.PAID_NO_MONEY.value, Category.UNDERPAID.value,
              Category.MONEY_NO_CALLBACK.value)
+# what a re-run reopens before clearing again: the categories whose clearing it recomputes
+# (a carried part is loaded while cleared by this day; a callback's claim is recomputed).
+# A money_no_callback notice is not given to the engine once cleared: it stays cleared.
+REOPENED = (Category.PAID_NO_MONEY.value, Category.UNDERPAID.value)
 
 
 @dataclass(frozen=True)
@@ -283,11 +287,31 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
                                        else_=X.__table__.c.status)
             session.execute(stmt.on_conflict_do_update(
                 index_elements=["account_id", "key"], set_=refreshed), part)
+    _warn_decided_moot(session, run_id, result)
     # a carried-over row is a person's "look again later": moot once the run no longer
-    # finds it (a corrected settlement file, say); its resolution fields stay
+    # finds it (a corrected settlement file, say); its resolution fields stay. A cleared
+    # row the day no longer raises goes too, or a later day would carry its money again.
     session.execute(update(X).where(
         X.account_id == result.account_id, X.day == result.day, X.run_id != run_id,
-        X.status.in_(("open", "carried_over"))).values(status="superseded", updated_at=now))
+        X.status.in_(("open", "carried_over", "cleared"))).values(
+        status="superseded", updated_at=now))
+
+
+def _warn_decided_moot(session: Session, run_id: int, result: DayResult) -> None:
+    """Say loudly when a re-run no longer raises money a person decided to refund or write
+    off (an earlier day changed: the duplicate is now the payment, say). The decision
+    stays as it was — it is a person's — but it may have sent back money that now pays a
+    reference."""
+    X = ReconMismatchRow
+    moot = session.execute(select(X.id, X.key, X.resolution, X.amount).where(
+        X.account_id == result.account_id, X.day == result.day, X.run_id != run_id,
+        X.status == "resolved", X.amount > 0,
+        X.resolution.in_(("refund_due", "write_off")))).all()
+    for mid, key, resolution, amount in moot:
+        log.warning("account %s on %s: mismatch %s (%s, %s VND) was resolved %s, but the "
+                    "day no longer holds that money as a mismatch: check whether the refund "
+                    "or write-off still stands (`feepay mismatches show %s`)",
+                    result.account_id, result.day, mid, key, amount, resolution, mid)
 
 
 def _sqlite_mismatch_rows(run_id: int, result: DayResult, stamped: str,
@@ -321,9 +345,15 @@ def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -
     if rerun:  # a first run of the day has cleared nothing yet
         session.execute(update(X).where(
             X.account_id == result.account_id, X.status == "cleared",
-            X.cleared_day == result.day).values(
+            X.cleared_day == result.day, X.category.in_(REOPENED)).values(
             status=case((X.resolution == "carry_over", "carried_over"), else_="open"),
             cleared_day=None, updated_at=now).execution_options(synchronize_session=False))
+    if result.clears:  # cleared by a later day first: this (earlier) day clears it now
+        session.execute(update(X).where(
+            X.account_id == result.account_id, X.status == "cleared",
+            X.cleared_day > result.day, member(session, X.key, result.clears)).values(
+            cleared_day=result.day, updated_at=now)
+            .execution_options(synchronize_session=False))
     candidates = session.execute(select(X.id, X.key, X.category, X.event_id).where(
         X.account_id == result.account_id, X.category.in_(CLEARABLE),
         X.status.in_(("open", "carried_over")))).all()

@@ -199,12 +199,13 @@ class Reconciler:
 
     def is_done(self, account_id: int, day: date) -> bool:
         """Whether the account-day needs no new run (the scheduler's question): its latest
-        attempt balanced, no line of the day was linked by a person since, and what it
-        read is still what storage holds — the same number and sum of credit lines, and
-        the same settlement batches (:func:`reconcile.loader.fingerprint`). A statement or
-        settlement file imported after its day was reconciled (even one whose import was
-        still committing while the run read), a run that could not balance or failed, or a
-        link whose re-run died, is run again by the next night."""
+        attempt balanced, no earlier day's run marked it stale (:mod:`reconcile.stale`), no
+        line of the day was linked by a person since, and what it read is still what
+        storage holds — the same number and sum of credit lines, and the same settlement
+        batches (:func:`reconcile.loader.fingerprint`). A statement or settlement file
+        imported after its day was reconciled (even one whose import was still committing
+        while the run read), a run that could not balance or failed, or a link whose
+        re-run died, is run again by the next night."""
         R, L = ReconRunRow, StatementLineRow
         with self.fp.db.session() as s:
             last = s.execute(select(R.status, R.lines, R.statement_credits, R.started_at,
@@ -375,6 +376,7 @@ class Reconciler:
         n_lines = len(loaded.input.lines)
         loaded.input = None  # type: ignore[assignment] - free the input before writing
         clock = time.perf_counter()
+        was = stale.before(s, account_id, day)  # the stored result, before it is replaced
         run = ReconRunRow(account_id=account_id, day=day, attempt=self._next_attempt(
             s, account_id, day), trigger=trigger, actor=actor, status="balanced",
             engine_version=ENGINE_VERSION, started_at=started, finished_at=started,
@@ -382,7 +384,6 @@ class Reconciler:
         s.add(run)
         s.flush()
         now = now_utc()
-        old_refs = stale.old_references(s, account_id, day)  # before matches are replaced
         # the digest is pure Python over the frozen result: a helper thread computes it
         # while the database updates the references (the driver releases the GIL then)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-digest") as helper:
@@ -403,8 +404,9 @@ class Reconciler:
         run.statement_credits, run.matched_amount, run.held_amount = (
             check.statement_credits, check.matched, check.held)
         run.result_digest = digest
-        stale.unmark(s, seen)
-        later = stale.mark_later(s, run, result, loaded.ref_ids, old_refs, now)
+        if balanced:  # an unbalanced run is retried: what made the day stale still holds
+            stale.unmark(s, seen)
+        later = stale.mark_later(s, run, result, loaded.ref_ids, was, now)
         if later:
             log.info("account %s on %s: %d later account-day(s) name references this run "
                      "decided anew; marked for the next night", account_id, day, later)

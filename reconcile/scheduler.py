@@ -94,16 +94,27 @@ def _older_days(rec: Reconciler, first: date, since: datetime,
     done: set[tuple[int, date]] = set()
     try:
         pending = set(rec.imported_days(since, first, LATE_MAX_DAYS))
-        while pending := (pending | {k for k in rec.stale_days() if k[1] < first}) - done:
-            d = min(k[1] for k in pending)
-            todo = sorted(k for k in pending if k[1] == d)
-            done.update(todo)
+    except Exception:  # noqa: BLE001 - the marked days and the window must still run
+        log.exception("nightly reconciliation: the days late files touch could not be found")
+        pending = set()
+    while pending := (pending | _marked_before(rec, first)) - done:
+        d = min(k[1] for k in pending)
+        todo = sorted(k for k in pending if k[1] == d)
+        done.update(todo)
+        try:
             outcomes += rec.run_days(todo, trigger="scheduler", actor=actor, skip_done=True,
                                      wait=False)
-    except Exception:  # noqa: BLE001 - the window's days must still run
-        log.exception("nightly reconciliation: the older days that changed could not be "
-                      "run; the catch-up window runs anyway")
+        except Exception:  # noqa: BLE001 - one day's trouble must not stop the later ones
+            log.exception("nightly reconciliation of %s failed; the next days run anyway", d)
     return outcomes
+
+
+def _marked_before(rec: Reconciler, first: date) -> set[tuple[int, date]]:
+    try:
+        return {k for k in rec.stale_days() if k[1] < first}
+    except Exception:  # noqa: BLE001 - the window must still run
+        log.exception("nightly reconciliation: the days marked stale could not be read")
+        return set()
 
 
 def _log_summary(day: date, outcomes: list[RunOutcome]) -> None:

@@ -8,19 +8,24 @@ fully may now hold a duplicate, or a later duplicate may now be the payment. Not
 the later day's own input changed, so :meth:`Reconciler.is_done
 <reconcile.runner.Reconciler.is_done>` cannot see it.
 
-So a run that decides something new — its first run while later days already ran, or a
-re-run whose digest differs from the previous one — marks every later account-day whose
-matches or mismatches name a reference it touched (``recon_stale_days``), **in its own
-transaction**: the marks exist exactly when the change does. The nightly job runs marked
-days (oldest first, whatever their age); a run removes the marks it saw when it started,
-and a mark made while it ran stays for the next night.
+So a run compares, per reference, what it decides with what the account-day's stored
+result said — the money matched to it, the mismatches about it (a first run of a day that
+later days ran after has nothing stored: all of it is new) — and marks every later
+account-day whose matches or mismatches name a reference whose outcome changed
+(``recon_stale_days``), **in its own transaction**: the marks exist exactly when the
+change does. An unchanged re-run marks nothing, so cascades stop. The nightly job runs
+marked days (oldest first, whatever their age); a balanced run removes the marks it saw
+when it started (an unbalanced one keeps them: it is retried), and a mark made while it
+ran stays for the next night.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from feepay.storage.tables_reconcile import (
@@ -53,49 +58,69 @@ def stale_days(s: Session) -> list[tuple[int, date]]:
                                           .order_by(S.day, S.account_id))]
 
 
-def old_references(s: Session, account_id: int, day: date) -> set[int] | None:
-    """Before a run replaces the day's matches: the references they pay, or ``None`` when
-    no later day has run at all — then nothing can be stale, and the night's first runs
-    (the common case) pay one indexed query for it."""
-    R, M = ReconRunRow, ReconMatchRow
+@dataclass(frozen=True)
+class Before:
+    """What the account-day's stored result said, per reference, before a run replaces
+    it: the money its matches give each reference, and the mismatches (key, amount,
+    reference code) its last run raised."""
+
+    matched: dict[int, int]
+    held: frozenset[tuple[str, int, str | None]]
+
+
+def before(s: Session, account_id: int, day: date) -> Before | None:
+    """Read :class:`Before` ahead of the run's writes, or ``None`` when no later day has
+    run at all — then nothing can be stale, and the night's first runs (the common case)
+    pay one indexed query for it."""
+    R, M, X = ReconRunRow, ReconMatchRow, ReconMismatchRow
     if s.scalar(select(R.id).where(R.day > day).limit(1)) is None:
         return None
-    return set(s.scalars(select(M.reference_id).where(
-        M.account_id == account_id, M.day == day, M.reference_id.is_not(None)).distinct()))
+    matched = dict(s.execute(select(M.reference_id, func.sum(M.amount)).where(
+        M.account_id == account_id, M.day == day, M.reference_id.is_not(None))
+        .group_by(M.reference_id)).all())
+    last = s.scalar(select(func.max(R.id)).where(
+        R.account_id == account_id, R.day == day, R.status != "failed"))
+    held = frozenset(s.execute(select(X.key, X.amount, X.reference_code).where(
+        X.run_id == last, X.status != "superseded")).tuples()) if last else frozenset()
+    return Before({k: int(v) for k, v in matched.items()}, held)
 
 
 def mark_later(s: Session, run: ReconRunRow, result: DayResult, ref_ids: dict[str, int],
-               old_refs: set[int] | None, now: datetime) -> int:
-    """Mark the later account-days that name a reference ``run`` touched, if it decided
-    something new (see the module docstring); returns how many account-days."""
-    if old_refs is None or not _changed(s, run):
+               was: Before | None, now: datetime) -> int:
+    """Mark the later account-days that name a reference whose outcome ``run`` changed
+    (the money matched to it, or a mismatch about it); returns how many account-days."""
+    if was is None:
         return 0
-    codes = {a.code for m in result.matches for a in m.allocations}
-    codes |= {x.reference for x in result.mismatches if x.reference}
-    ids = {ref_ids[c] for c in codes if c in ref_ids} | old_refs
-    if not ids:
+    ids, codes = _changed(result, ref_ids, was)
+    codes |= _codes(s, ids - set(ref_ids.values()))      # matched before, not loaded now
+    ids |= {ref_ids[c] for c in codes if c in ref_ids}
+    if not ids and not codes:
         return 0
     M, X = ReconMatchRow, ReconMismatchRow
     later = set(s.execute(select(M.account_id, M.day).where(
-        member(s, M.reference_id, ids), M.day > run.day).distinct()).tuples())
-    names = {c for c, i in ref_ids.items() if i in ids}
-    names |= _codes(s, old_refs - set(ref_ids.values()))  # paid before, not loaded now
-    later |= set(s.execute(select(X.account_id, X.day).where(
-        member(s, X.reference_code, names), X.day > run.day,
-        X.status != "superseded").distinct()).tuples())
+        member(s, M.reference_id, ids), M.day > run.day).distinct()).tuples()) if ids else set()
+    if codes:
+        later |= set(s.execute(select(X.account_id, X.day).where(
+            member(s, X.reference_code, codes), X.day > run.day,
+            X.status != "superseded").distinct()).tuples())
     s.add_all(ReconStaleDayRow(account_id=a, day=d, by_run_id=run.id, marked_at=now)
               for a, d in sorted(later))
     return len(later)
 
 
-def _changed(s: Session, run: ReconRunRow) -> bool:
-    """Whether ``run`` decided something its account-day's previous run did not (a first
-    run always does)."""
-    R = ReconRunRow
-    previous = s.execute(select(R.result_digest).where(
-        R.account_id == run.account_id, R.day == run.day, R.id != run.id,
-        R.status == "balanced").order_by(R.attempt.desc()).limit(1)).first()
-    return previous is None or previous.result_digest != run.result_digest
+def _changed(result: DayResult, ref_ids: dict[str, int],
+             was: Before) -> tuple[set[int], set[str]]:
+    """(reference ids whose matched money changed, codes a mismatch raised or no longer
+    raised names): what later days may have decided differently about."""
+    now: dict[int, int] = defaultdict(int)
+    for m in result.matches:
+        for a in m.allocations:
+            if a.code in ref_ids:
+                now[ref_ids[a.code]] += a.amount
+    ids = {r for r in now.keys() | was.matched.keys() if now.get(r, 0) != was.matched.get(r, 0)}
+    held = {(x.key, x.amount, x.reference) for x in result.mismatches}
+    codes = {ref for _k, _a, ref in held.symmetric_difference(was.held) if ref}
+    return ids, codes
 
 
 def _codes(s: Session, ids: set[int]) -> set[str]:

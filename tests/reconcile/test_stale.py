@@ -4,7 +4,7 @@ oldest first, in the same night. Real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -103,7 +103,8 @@ def test_a_later_duplicate_becomes_the_payment_when_a_correction_takes_the_first
     assert marks(fp) == 0
 
 
-def test_a_correction_moving_a_batch_reruns_its_old_day_however_old(fp, world) -> None:  # noqa: ANN001
+def test_a_correction_moving_a_batch_reruns_its_old_day_before_the_window(
+        fp, world) -> None:  # noqa: ANN001
     """The batch settled on D−10 and that day placed it; the corrected file says D−1. The
     old day lies before the catch-up window, yet the night runs it (the import's period
     covers the old day) and the batch is placed once, by D−1."""
@@ -129,10 +130,108 @@ def test_a_correction_moving_a_batch_reruns_its_old_day_however_old(fp, world) -
         assert list(placed) == [new]
 
 
-def test_an_import_without_a_period_end_does_not_stop_the_night(fp, world) -> None:  # noqa: ANN001
+def test_an_import_without_a_period_end_is_passed_over(fp, world) -> None:  # noqa: ANN001
     r = world.ref()
-    world.statement(D1, [(10_000, r.code, at(D1, 9))])
+    old = D1 - timedelta(days=10)
+    world.statement(old, [(10_000, r.code, at(old, 9))])
+    since, first = datetime.now(UTC) - timedelta(days=1), D1 - timedelta(days=2)
+    assert world.recon.imported_days(since, first) == [(world.account, old)]
     with fp.db.session() as s:
         s.execute(StatementImportRow.__table__.update().values(period_end=None))
-    out = nightly(fp, D1, catch_up_days=0)
-    assert [o.status for o in out if o.account_id == world.account] == ["balanced"]
+    assert world.recon.imported_days(since, first) == []
+    out = nightly(fp, D1, catch_up_days=2)
+    assert {o.status for o in out if o.account_id == world.account} == {"balanced"}
+
+
+def test_a_part_completed_earlier_by_a_late_statement_is_not_carried_twice(
+        fp, world) -> None:  # noqa: ANN001
+    """r paid 4.000 on a (held as underpaid) and the rest on c, which cleared the part.
+    A statement for b, between them, comes late with the rest too: b now completes r with
+    the carried part, and c — marked, run again — must not carry that part a second time:
+    its transfer is the duplicate, for exactly its own 6.000."""
+    r = world.ref()
+    a, b, c = (D1 - timedelta(days=n) for n in (12, 10, 8))
+    world.statement(a, [(4_000, f"{r.code} lan 1", at(a, 9))])
+    world.run(a)
+    world.statement(c, [(6_000, f"{r.code} lan 2", at(c, 9))])
+    world.run(c)
+    assert state(fp, r.code) == "settled"
+    world.statement(b, [(6_000, f"{r.code} con lai", at(b, 9))])          # weeks late
+    out = {(o.account_id, o.day): o for o in nightly(fp, D1, catch_up_days=2)}
+    assert out[(world.account, c)].attempt == 2
+    assert matched_days(fp, r.code) == [b, b]                 # the part and b's transfer
+    X = ReconMismatchRow
+    with fp.db.session() as s:
+        held = s.execute(select(X.day, X.category, X.amount, X.status).where(
+            X.reference_code == r.code).order_by(X.day)).tuples().all()
+    assert held == [(a, "underpaid", 4_000, "cleared"), (c, "duplicate", 6_000, "open")]
+    with fp.db.session() as s:
+        assert s.scalar(select(ReconMismatchRow.cleared_day).where(
+            ReconMismatchRow.category == "underpaid")) == b
+
+
+def test_a_link_marks_only_the_days_that_name_what_it_changed(fp, world) -> None:  # noqa: ANN001
+    """D1 matched r1 and could not place a transfer without a code; D2 holds a duplicate of
+    r1. Linking the D1 transfer to r2 changes r2 only: D2, which names r1, is not marked."""
+    from reconcile.resolution import Resolutions
+
+    r1, r2 = world.ref(), world.ref()
+    d2 = D1 + timedelta(days=1)
+    world.statement(D1, [(10_000, r1.code, at(D1, 9)), (10_000, "CHUYEN TIEN", at(D1, 10))])
+    world.statement(d2, [(10_000, r1.code, at(d2, 9))])
+    world.run(D1)
+    world.run(d2)
+    (unknown,) = Resolutions(fp).list(category="unknown_reference")
+    done = Resolutions(fp).link(unknown.id, r2.code, reason="người nộp xác nhận",
+                                actor="kbnn.demo")
+    assert done.rerun.status == "balanced" and done.rerun.later_marked == 0
+    assert marks(fp) == 0 and state(fp, r2.code) == "settled"
+
+
+def test_a_refund_decided_for_money_that_now_pays_a_reference_is_flagged(
+        fp, world, caplog) -> None:  # noqa: ANN001
+    """The D2 duplicate of r was resolved refund_due; the correction makes it r's payment.
+    The decision stays (a person's), but the re-run says at WARNING that it is moot."""
+    from reconcile.resolution import Resolutions
+
+    r, c = world.ref(), world.ref()
+    d2 = D1 + timedelta(days=1)
+    world.statement(D1, [(10_000, "VNPAY TT LO VNP-RF-0001", at(D1, 23))])
+    batch(world, "VNP-RF-0001", D1, [("T1", r.code)], "vnpay-1.csv")
+    world.statement(d2, [(10_000, r.code, at(d2, 9))])
+    nightly(fp, d2, catch_up_days=1)
+    (dup,) = Resolutions(fp).list(category="duplicate")
+    Resolutions(fp).refund_due(dup.id, reason="hoàn tiền nộp trùng", actor="kbnn.demo")
+    batch(world, "VNP-RF-0001", D1, [("T1", c.code)], "vnpay-1-fixed.csv", reason=REASON)
+    with caplog.at_level("WARNING", logger="reconcile.persist"):
+        nightly(fp, d2, catch_up_days=1)
+    assert matched_days(fp, r.code) == [d2]
+    (warned,) = [x.message for x in caplog.records if "was resolved refund_due" in x.message]
+    assert f"mismatch {dup.id}" in warned
+    assert Resolutions(fp).get(dup.id).status == "resolved"
+
+
+def test_an_unchanged_rerun_leaves_a_cleared_notice_cleared(fp, world) -> None:  # noqa: ANN001
+    """r's money came on D1 before its callback (a money_no_callback notice); the callback
+    came on D2 and D2's run cleared the notice. Re-running D2 unchanged keeps it cleared:
+    a re-run reopens only what it clears again."""
+    r, other = world.ref(), world.ref()
+    d2 = D1 + timedelta(days=1)
+    world.callback(other.code, 10_000, at(D1, 8))            # callbacks serve this account
+    world.statement(D1, [(10_000, other.code, at(D1, 8, 5)), (10_000, r.code, at(D1, 9))])
+    world.run(D1)
+    X = ReconMismatchRow
+
+    def notice() -> tuple:
+        with fp.db.session() as s:
+            return tuple(s.execute(select(X.status, X.cleared_day).where(
+                X.reference_code == r.code, X.category == "money_no_callback")).one())
+
+    assert notice() == ("open", None)
+    world.callback(r.code, 10_000, at(D1, 9))                 # arrives late
+    world.run(d2)
+    assert notice() == ("cleared", d2)
+    first = world.run(d2)
+    assert notice() == ("cleared", d2)
+    again = world.run(d2)
+    assert again.digest == first.digest and notice() == ("cleared", d2)
