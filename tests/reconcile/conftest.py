@@ -90,3 +90,14 @@ def demo(fp) -> DemoProvince:  # noqa: ANN001
 @pytest.fixture
 def world(fp, demo) -> World:  # noqa: ANN001
     return World(fp, demo)
+
+
+@pytest.fixture
+def apply_fails(monkeypatch):  # noqa: ANN001, ANN201
+    """The apply step dies (a crash after the runs committed); ``.undo()`` heals it."""
+    from reconcile import moves
+
+    def boom(conn, now):  # noqa: ANN001, ANN202
+        raise RuntimeError("killed between the runs and the apply")
+    monkeypatch.setattr(moves, "apply", boom)
+    return monkeypatch

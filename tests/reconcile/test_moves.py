@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
 from sqlalchemy import func, select
 
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconReferenceMoveRow
-from reconcile import moves
 from tests.reconcile.conftest import at
 
 D1 = date(2025, 12, 1)
@@ -24,15 +22,6 @@ def ref_row(fp, code: str) -> ReferenceRow:  # noqa: ANN001
 def queued(fp) -> int:  # noqa: ANN001
     with fp.db.session() as s:
         return s.scalar(select(func.count()).select_from(ReconReferenceMoveRow))
-
-
-@pytest.fixture
-def apply_fails(monkeypatch):  # noqa: ANN001, ANN201
-    """The apply step dies (a crash after the runs committed)."""
-    def boom(conn, now):  # noqa: ANN001, ANN202
-        raise RuntimeError("killed between the runs and the apply")
-    monkeypatch.setattr(moves, "apply", boom)
-    return monkeypatch
 
 
 def test_runs_queue_and_one_apply_moves_every_account(fp, world) -> None:  # noqa: ANN001

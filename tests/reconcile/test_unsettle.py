@@ -16,6 +16,7 @@ from feepay.money import now_utc
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMismatchRow, ReconReferenceMoveRow
 from reconcile import moves
+from tests.core.test_storage import empty_url  # noqa: F401 - a fixture: an empty database
 from tests.reconcile.conftest import World, at
 
 D = date(2025, 12, 1)
@@ -71,15 +72,6 @@ class Day:
 @pytest.fixture
 def day(fp, world) -> Day:  # noqa: ANN001
     return Day(fp, world)
-
-
-@pytest.fixture
-def apply_fails(monkeypatch):  # noqa: ANN001, ANN201
-    """The apply step dies (a crash after the runs committed); ``.undo()`` heals it."""
-    def boom(conn, now):  # noqa: ANN001, ANN202
-        raise RuntimeError("killed between the runs and the apply")
-    monkeypatch.setattr(moves, "apply", boom)
-    return monkeypatch
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -330,20 +322,6 @@ def test_a_rerun_does_not_move_back_what_another_day_pays(
 
 
 # -- migration 0010 -----------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path):  # noqa: ANN001, ANN201
-    """An empty database of its own (the test migrates it down and up)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migr.db'}"
-        return
-    from tests.core.test_storage import _drop_pg, _fresh_pg_url
-
-    request.getfixturevalue("pg_base_url")  # skip/fail exactly like the other PG tests
-    url = _fresh_pg_url()
-    yield url
-    _drop_pg(url)
-
-
 def _queue_one(fp, state: str) -> None:  # noqa: ANN001
     with fp.db.session() as s:
         run = s.scalar(text("SELECT MAX(id) FROM recon_runs"))
@@ -352,16 +330,16 @@ def _queue_one(fp, state: str) -> None:  # noqa: ANN001
                   {"run": run, "state": state, "at": datetime(2025, 12, 1, 2, tzinfo=UTC)})
 
 
-def test_migration_0010_up_and_down(fresh_url: str, sealer, monkeypatch) -> None:  # noqa: ANN001
+def test_migration_0010_up_and_down(empty_url: str, sealer, monkeypatch) -> None:  # noqa: ANN001, F811
     from feepay.api import FeePay
     from feepay.config import Settings
     from feepay.demo_data import seed
     from feepay.storage.engine import Database
 
-    db = Database(fresh_url)
+    db = Database(empty_url)
     db.upgrade()
     head = db.current_revision()
-    fp = FeePay(db, sealer, Settings.from_env(fresh_url))
+    fp = FeePay(db, sealer, Settings.from_env(empty_url))
     try:
         world = World(fp, seed(fp))
         day = Day(fp, world)
