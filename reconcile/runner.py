@@ -167,8 +167,8 @@ class Reconciler:
         file imported since ``since`` may change: the days of a statement that brought new
         lines and have lines, and every day of a settlement file's period (which covers the
         days a replaced batch settled on before its correction) and the batch lag after
-        it. The scheduler runs those not up to date, however late the file came. Sorted by
-        day, then account."""
+        it. The scheduler runs those not up to date, however long after its day the file
+        came (within ``max_age_days``). Sorted by day, then account."""
         Imp = StatementImportRow
         first, last = before - timedelta(days=max_age_days), before - ONE_DAY
         out: set[tuple[int, date]] = set()
@@ -409,7 +409,8 @@ class Reconciler:
         later = stale.mark_later(s, run, result, loaded.ref_ids, was, now)
         if later:
             log.info("account %s on %s: %d later account-day(s) name references this run "
-                     "decided anew; marked for the next night", account_id, day, later)
+                     "decided anew; marked stale (the nightly job runs them)", account_id,
+                     day, later)
         self.fp.audit.append(s, actor=actor, action="reconcile.run", object_type="account_day",
                              object_id=f"{account_id}:{day.isoformat()}",
                              details={"run_id": run.id, "attempt": run.attempt,
