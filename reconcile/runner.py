@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ONE_DAY = timedelta(days=1)
+BUSY = "another process is reconciling it"  # the reason of a run skipped for the lock
 SQLITE_CACHE_KIB = 65_536  # page cache for a run: random index writes of a big day
 
 
@@ -328,7 +329,7 @@ class Reconciler:
         with account_day_lock(self.fp.db, account_id, day, wait=wait) as got:
             if not got:
                 return RunOutcome(account_id, day, "skipped",
-                                  reason="another process is reconciling it")
+                                  reason=BUSY)
             if skip_done and self.is_done(account_id, day):
                 return RunOutcome(account_id, day, "skipped", reason="already reconciled")
             started = now_utc()

@@ -30,7 +30,7 @@ import schedule
 
 from feepay.exceptions import ValidationError
 from feepay.money import VN_TZ, now_utc
-from reconcile.runner import Reconciler, RunOutcome
+from reconcile.runner import BUSY, Reconciler, RunOutcome
 
 if TYPE_CHECKING:
     from feepay.api import FeePay
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TIMEZONE = "Asia/Ho_Chi_Minh"
 DEFAULT_AT = "06:00"  # after banks' overnight statement exports
+AFTER_BUSY = "another process is reconciling an earlier day of the account"
 LATE_MAX_DAYS = 92  # a file older than a quarter is reconciled by hand (feepay reconcile)
 _HH_MM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
@@ -76,21 +77,40 @@ def nightly(fp: FeePay, day: date | None = None, *, catch_up_days: int = 3,
     day = day or yesterday(now)
     rec = reconciler or Reconciler(fp)
     first = day - timedelta(days=catch_up_days)
-    outcomes = _older_days(rec, first, (now or now_utc()) - timedelta(days=catch_up_days + 2),
-                           actor)
+    night = _Night(rec, actor)
+    _older_days(night, first, (now or now_utc()) - timedelta(days=catch_up_days + 2))
     for back in range(catch_up_days, -1, -1):
         d = day - timedelta(days=back)
-        outcomes += rec.run(d, trigger="scheduler", actor=actor, skip_done=True, wait=False)
-    _log_summary(day, outcomes)
-    return outcomes
+        night.run([(acc, d) for acc in rec.accounts_for(d)])
+    _log_summary(day, night.outcomes)
+    return night.outcomes
 
 
-def _older_days(rec: Reconciler, first: date, since: datetime,
-                actor: str) -> list[RunOutcome]:
+class _Night:
+    """One night's runs, day after day. An account whose day another process holds is
+    left to that process for the rest of the night: a later day run before that one
+    commits would be computed without it (and nothing would mark it stale)."""
+
+    def __init__(self, rec: Reconciler, actor: str) -> None:
+        self.rec, self.actor = rec, actor
+        self.outcomes: list[RunOutcome] = []
+        self.busy: set[int] = set()
+
+    def run(self, todo: list[tuple[int, date]]) -> None:
+        self.outcomes += [RunOutcome(acc, d, "skipped", reason=AFTER_BUSY)
+                          for acc, d in todo if acc in self.busy]
+        out = self.rec.run_days([k for k in todo if k[0] not in self.busy],
+                                trigger="scheduler", actor=self.actor, skip_done=True,
+                                wait=False)
+        self.busy |= {o.account_id for o in out if o.reason == BUSY}
+        self.outcomes += out
+
+
+def _older_days(night: _Night, first: date, since: datetime) -> None:
     """Run the account-days before ``first`` that late files touch or earlier runs marked
     stale, day by day, oldest first; a day's runs may mark later ones, which join. A
     failure to find them is logged and the window still runs."""
-    outcomes: list[RunOutcome] = []
+    rec = night.rec
     done: set[tuple[int, date]] = set()
     try:
         pending = set(rec.imported_days(since, first, LATE_MAX_DAYS))
@@ -102,11 +122,9 @@ def _older_days(rec: Reconciler, first: date, since: datetime,
         todo = sorted(k for k in pending if k[1] == d)
         done.update(todo)
         try:
-            outcomes += rec.run_days(todo, trigger="scheduler", actor=actor, skip_done=True,
-                                     wait=False)
+            night.run(todo)
         except Exception:  # noqa: BLE001 - one day's trouble must not stop the later ones
             log.exception("nightly reconciliation of %s failed; the next days run anyway", d)
-    return outcomes
 
 
 def _marked_before(rec: Reconciler, first: date) -> set[tuple[int, date]]:

@@ -101,3 +101,24 @@ def test_serve_stops_when_asked(fp) -> None:  # noqa: ANN001
     stop.set()
     t.join(timeout=5)
     assert not t.is_alive()
+
+
+def test_an_account_another_process_holds_is_left_to_it_for_the_night(
+        fp, world) -> None:  # noqa: ANN001
+    """Another scheduler holds the account's earlier day: running the later day now would
+    compute it without that day's result, so this scheduler leaves the account alone for
+    the night (the other one goes on to the later day) and runs every other account."""
+    from reconcile.locks import account_day_lock
+    from reconcile.runner import BUSY
+    from reconcile.scheduler import AFTER_BUSY
+
+    acc, earlier = world.account, D1 - timedelta(days=1)
+    with account_day_lock(fp.db, acc, earlier, wait=False) as got:
+        assert got
+        out = nightly(fp, D1, catch_up_days=1)
+    mine = {o.day: o for o in out if o.account_id == acc}
+    assert (mine[earlier].status, mine[earlier].reason) == ("skipped", BUSY)
+    assert (mine[D1].status, mine[D1].reason) == ("skipped", AFTER_BUSY)
+    others = [o for o in out if o.account_id != acc]
+    assert others and {o.status for o in others} == {"balanced"}
+    assert (acc, D1) not in {(a, d) for a, d, _n in runs(fp)}
