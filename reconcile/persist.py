@@ -348,12 +348,7 @@ def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -
             X.cleared_day == result.day, X.category.in_(REOPENED)).values(
             status=case((X.resolution == "carry_over", "carried_over"), else_="open"),
             cleared_day=None, updated_at=now).execution_options(synchronize_session=False))
-    if result.clears:  # cleared by a later day first: this (earlier) day clears it now
-        session.execute(update(X).where(
-            X.account_id == result.account_id, X.status == "cleared",
-            X.cleared_day > result.day, member(session, X.key, result.clears)).values(
-            cleared_day=result.day, updated_at=now)
-            .execution_options(synchronize_session=False))
+    _clear_earlier(session, result, now)
     candidates = session.execute(select(X.id, X.key, X.category, X.event_id).where(
         X.account_id == result.account_id, X.category.in_(CLEARABLE),
         X.status.in_(("open", "carried_over")))).all()
@@ -368,6 +363,25 @@ def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -
     if ids:
         session.execute(update(X).where(member(session, X.id, ids)).values(
             status="cleared", cleared_day=result.day, updated_at=now)
+            .execution_options(synchronize_session=False))
+
+
+def _clear_earlier(session: Session, result: DayResult, now: datetime) -> None:
+    """Rows a later day cleared first that this (earlier) day clears: they are cleared by
+    this day now, so no day between carries a part (or waits for a callback's money) that
+    this day already took. Only when a later day has cleared something at all — one
+    indexed probe on a night's first runs."""
+    X = ReconMismatchRow
+    later = (X.account_id == result.account_id) & (X.status == "cleared") & (
+        X.cleared_day > result.day)
+    if session.scalar(select(X.id).where(later).limit(1)) is None:
+        return
+    claimed = result.claimed_events()
+    for which in ([member(session, X.key, result.clears)] if result.clears else []) + (
+            [member(session, X.event_id, claimed)
+             & (X.category == Category.PAID_NO_MONEY.value)] if claimed else []):
+        session.execute(update(X).where(later, which).values(
+            cleared_day=result.day, updated_at=now)
             .execution_options(synchronize_session=False))
 
 

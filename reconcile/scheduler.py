@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TIMEZONE = "Asia/Ho_Chi_Minh"
 DEFAULT_AT = "06:00"  # after banks' overnight statement exports
-AFTER_BUSY = "another process is reconciling an earlier day of the account"
 LATE_MAX_DAYS = 92  # a file older than a quarter is reconciled by hand (feepay reconcile)
 _HH_MM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
@@ -87,22 +86,25 @@ def nightly(fp: FeePay, day: date | None = None, *, catch_up_days: int = 3,
 
 
 class _Night:
-    """One night's runs, day after day. An account whose day another process holds is
-    left to that process for the rest of the night: a later day run before that one
-    commits would be computed without it (and nothing would mark it stale)."""
+    """One night's runs, day after day. A day another process holds (a scheduler, a
+    person's re-run) is waited for, not skipped: the account's later days must not run
+    before it commits, or they would be computed without it (and nothing would mark them
+    stale). Once it is free the day is usually up to date, and skipped."""
 
     def __init__(self, rec: Reconciler, actor: str) -> None:
         self.rec, self.actor = rec, actor
         self.outcomes: list[RunOutcome] = []
-        self.busy: set[int] = set()
 
     def run(self, todo: list[tuple[int, date]]) -> None:
-        self.outcomes += [RunOutcome(acc, d, "skipped", reason=AFTER_BUSY)
-                          for acc, d in todo if acc in self.busy]
-        out = self.rec.run_days([k for k in todo if k[0] not in self.busy],
-                                trigger="scheduler", actor=self.actor, skip_done=True,
+        out = self.rec.run_days(todo, trigger="scheduler", actor=self.actor, skip_done=True,
                                 wait=False)
-        self.busy |= {o.account_id for o in out if o.reason == BUSY}
+        held = [(o.account_id, o.day) for o in out if o.reason == BUSY]
+        if held:
+            log.info("nightly reconciliation: waiting for %d account-day(s) another process "
+                     "holds", len(held))
+            again = iter(self.rec.run_days(held, trigger="scheduler", actor=self.actor,
+                                           skip_done=True, wait=True))
+            out = [next(again) if o.reason == BUSY else o for o in out]
         self.outcomes += out
 
 

@@ -92,6 +92,7 @@ def mark_later(s: Session, run: ReconRunRow, result: DayResult, ref_ids: dict[st
     if was is None:
         return 0
     ids, codes = _changed(result, ref_ids, was)
+    codes |= {c for c, i in ref_ids.items() if i in ids}  # later mismatches name codes
     codes |= _codes(s, ids - set(ref_ids.values()))      # matched before, not loaded now
     ids |= {ref_ids[c] for c in codes if c in ref_ids}
     if not ids and not codes:

@@ -103,22 +103,30 @@ def test_serve_stops_when_asked(fp) -> None:  # noqa: ANN001
     assert not t.is_alive()
 
 
-def test_an_account_another_process_holds_is_left_to_it_for_the_night(
+def test_a_day_another_process_holds_is_waited_for_before_the_later_days(
         fp, world) -> None:  # noqa: ANN001
-    """Another scheduler holds the account's earlier day: running the later day now would
-    compute it without that day's result, so this scheduler leaves the account alone for
-    the night (the other one goes on to the later day) and runs every other account."""
+    """Another process holds the account's earlier day: running the later day before it
+    commits would compute it without that day's result. The night waits for the lock,
+    then runs the earlier day and the later one, in that order."""
+    import threading
+
     from reconcile.locks import account_day_lock
-    from reconcile.runner import BUSY
-    from reconcile.scheduler import AFTER_BUSY
 
     acc, earlier = world.account, D1 - timedelta(days=1)
-    with account_day_lock(fp.db, acc, earlier, wait=False) as got:
-        assert got
-        out = nightly(fp, D1, catch_up_days=1)
-    mine = {o.day: o for o in out if o.account_id == acc}
-    assert (mine[earlier].status, mine[earlier].reason) == ("skipped", BUSY)
-    assert (mine[D1].status, mine[D1].reason) == ("skipped", AFTER_BUSY)
-    others = [o for o in out if o.account_id != acc]
-    assert others and {o.status for o in others} == {"balanced"}
-    assert (acc, D1) not in {(a, d) for a, d, _n in runs(fp)}
+    held, release = threading.Event(), threading.Event()
+
+    def other_process() -> None:
+        with account_day_lock(fp.db, acc, earlier, wait=False) as got:
+            assert got
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=other_process)
+    holder.start()
+    held.wait(10)
+    threading.Timer(1.0, release.set).start()
+    out = nightly(fp, D1, catch_up_days=1)
+    holder.join()
+    mine = [(o.day, o.status) for o in out if o.account_id == acc]
+    assert mine == [(earlier, "balanced"), (D1, "balanced")]
+    assert all(n == 1 for _a, _d, n in runs(fp))

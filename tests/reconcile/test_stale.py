@@ -235,3 +235,23 @@ def test_an_unchanged_rerun_leaves_a_cleared_notice_cleared(fp, world) -> None: 
     assert notice() == ("cleared", d2)
     again = world.run(d2)
     assert again.digest == first.digest and notice() == ("cleared", d2)
+
+
+def test_a_later_day_that_only_holds_money_for_the_reference_is_marked_too(
+        fp, world) -> None:  # noqa: ANN001
+    """C held 4.000 for r as underpaid (no match names r there). A statement for B,
+    before C, comes late with all of r's 10.000: C is marked through its mismatch, runs
+    again, and its 4.000 is now money r did not need — no longer a part waiting for the
+    rest."""
+    r = world.ref()
+    b, c = D1 - timedelta(days=12), D1 - timedelta(days=10)
+    world.statement(c, [(4_000, f"{r.code} lan 1", at(c, 9))])
+    world.run(c)
+    assert open_mismatches(fp, r.code) == [(c, "underpaid")]
+    world.statement(b, [(10_000, r.code, at(b, 9))])                      # weeks late
+    out = {(o.account_id, o.day): o for o in nightly(fp, D1, catch_up_days=2)}
+    assert out[(world.account, b)].later_marked == 1
+    assert out[(world.account, c)].attempt == 2
+    assert matched_days(fp, r.code) == [b]
+    assert [cat for _d, cat in open_mismatches(fp, r.code)] in (["duplicate"], ["overpaid"])
+    assert marks(fp) == 0
