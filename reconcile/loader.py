@@ -365,8 +365,11 @@ def _prior(session: Session, refs: list[Expected], day: date) -> list[Prior]:
             .where(isin(M.reference_id), M.day < day).group_by(M.reference_id), by_id):
         sums[by_id[r[0]]] = (int(r[1] or 0), r[2] > 0)
     notices: dict[str, list[str]] = defaultdict(list)
+    # open notices, and those this day or a later one cleared (a re-run of the clearing
+    # day must see them to clear them again; see reconcile.persist._clear)
     for r in select_in(session, lambda isin: select(X.reference_code, X.key).where(
-            isin(X.reference_code), X.day < day, X.status == "open",
+            isin(X.reference_code), X.day < day,
+            or_(X.status == "open", and_(X.status == "cleared", X.cleared_day >= day)),
             X.category == Category.MONEY_NO_CALLBACK.value), sums):
         notices[r.reference_code].append(r.key)
     return [Prior(code, allocated, has_event, tuple(sorted(notices.get(code, ()))))

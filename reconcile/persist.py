@@ -48,10 +48,10 @@ log = logging.getLogger(__name__)
 WRITE_CHUNK = 20_000
 CLEARABLE = (Category.PAID_NO_MONEY.value, Category.UNDERPAID.value,
              Category.MONEY_NO_CALLBACK.value)
-# what a re-run reopens before clearing again: the categories whose clearing it recomputes
-# (a carried part is loaded while cleared by this day; a callback's claim is recomputed).
-# A money_no_callback notice is not given to the engine once cleared: it stays cleared.
-REOPENED = (Category.PAID_NO_MONEY.value, Category.UNDERPAID.value)
+# what a re-run reopens before clearing again: every category whose clearing it
+# recomputes — a carried part and a money_no_callback notice are loaded while cleared by
+# this day or a later one, and a callback's claim is recomputed
+REOPENED = CLEARABLE
 
 
 @dataclass(frozen=True)
