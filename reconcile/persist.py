@@ -68,7 +68,8 @@ class Sums:
 
 
 def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict[str, int],
-                 now: datetime, on_update: Callable[[], object] | None = None) -> int:
+                 now: datetime, on_update: Callable[[], object] | None = None, *,
+                 later_ran: bool = True) -> int:
     """Store ``result`` for its account-day. Returns how many reference moves it queued
     (:mod:`reconcile.moves` applies them), moves back from ``settled`` included.
 
@@ -104,7 +105,7 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
             queued = moves.queue(conn, run_id, result, ref_ids, now, start)
             _replace_matches(session, run_id, result, ref_ids, jobs[0].result())
             _upsert_mismatches(session, run_id, result, now, memos, jobs[1].result())
-    _clear(session, result, now, rerun=bool(earlier))
+    _clear(session, result, now, rerun=bool(earlier), later_ran=later_ran)
     return queued + unsettled
 
 
@@ -333,7 +334,8 @@ def _sqlite_mismatch_rows(run_id: int, result: DayResult, stamped: str,
     return rows
 
 
-def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -> None:
+def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool,
+           later_ran: bool) -> None:
     """Clear earlier open mismatches this day resolved: the engine's explicit ``clears``
     and every ``paid_no_money`` whose callback this day paired with money.
 
@@ -348,7 +350,8 @@ def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -
             X.cleared_day == result.day, X.category.in_(REOPENED)).values(
             status=case((X.resolution == "carry_over", "carried_over"), else_="open"),
             cleared_day=None, updated_at=now).execution_options(synchronize_session=False))
-    _clear_earlier(session, result, now)
+    if later_ran:  # else no later day can have cleared anything (a night's first runs)
+        _clear_earlier(session, result, now)
     candidates = session.execute(select(X.id, X.key, X.category, X.event_id).where(
         X.account_id == result.account_id, X.category.in_(CLEARABLE),
         X.status.in_(("open", "carried_over")))).all()
@@ -369,8 +372,7 @@ def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool) -
 def _clear_earlier(session: Session, result: DayResult, now: datetime) -> None:
     """Rows a later day cleared first that this (earlier) day clears: they are cleared by
     this day now, so no day between carries a part (or waits for a callback's money) that
-    this day already took. Only when a later day has cleared something at all — one
-    indexed probe on a night's first runs."""
+    this day already took."""
     X = ReconMismatchRow
     later = (X.account_id == result.account_id) & (X.status == "cleared") & (
         X.cleared_day > result.day)

@@ -391,7 +391,8 @@ class Reconciler:
             digested: list[Future[str]] = []
             queued = write_result(
                 s, run.id, result, loaded.ref_ids, now,
-                on_update=lambda: digested.append(helper.submit(result_digest, result)))
+                on_update=lambda: digested.append(helper.submit(result_digest, result)),
+                later_ran=was is not None)
             phases["write"] = time.perf_counter() - clock
             clock = time.perf_counter()
             check = sums(s, run.id, account_id, day)
