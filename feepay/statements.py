@@ -684,11 +684,10 @@ class Statements:
                       for batch in sf.batches)
             days = [d for d in (row.period_start, row.period_end,
                                 *(replacing.old_days if replacing else ())) if d]
+            start, end = min(days, default=None), max(days, default=None)
             s.execute(update(StatementImportRow).where(StatementImportRow.id == row.id)
                       .values(lines_new=new, lines_duplicate=len(txns) - new,
-                              period_start=min(days, default=None),
-                              period_end=max(days, default=None)))
-            s.refresh(row)
+                              period_start=start, period_end=end))
             details: dict[str, object] = {
                 "file": file_name, "sha256": file_sha256, "format": sf.format,
                 "account": account_id, "batches": len(sf.batches), "transactions": len(txns),
@@ -702,7 +701,7 @@ class Statements:
             return ImportResult(
                 import_id=row.id, kind="settlement", format=sf.format, file_name=file_name,
                 account_id=account_id, lines=len(txns), new=new, duplicates=len(txns) - new,
-                period_start=row.period_start, period_end=row.period_end,
+                period_start=start, period_end=end,
                 credits=row.credits_total, batches=len(sf.batches),
                 replaced_batches=list(replacing.replaced) if replacing else [])
 

@@ -27,7 +27,7 @@ What stays true:
 * **Back from settled only with no money behind it.** ``unsettled`` applies last, only to
   references still ``settled`` that no stored match pays (another day may have matched
   them meanwhile: they stay settled, which is not an error). The state comes from the
-  reference's applied callbacks (see :data:`_UNSETTLE_SQL`); the caller writes an audit
+  reference's callbacks (see :data:`_UNSETTLE_SQL`); the caller writes an audit
   entry for each (:meth:`Reconciler.apply_moves
   <reconcile.runner.Reconciler.apply_moves>`).
 * **Readers may see the old state for a moment**: between an account-day's commit and
@@ -140,8 +140,8 @@ class Unsettled:
     Attributes:
         run_id: the run that asked (the latest, if several did).
         state: the state it moved to.
-        paid_before, paid_after: ``amount_paid`` before and after (the applied
-            callbacks' sum).
+        paid_before, paid_after: ``amount_paid`` before and after (the sum of the
+            callbacks that count, see :data:`_UNSETTLE_SQL`).
     """
 
     run_id: int

@@ -43,7 +43,7 @@ from feepay.storage.tables_reconcile import (
 )
 from feepay.storage.tables_statements import StatementImportRow, StatementLineRow
 from reconcile import moves, stale
-from reconcile.days import parse_cutoff
+from reconcile.days import days_between, parse_cutoff
 from reconcile.engine import ENGINE_VERSION, reconcile_day
 from reconcile.loader import batches_fingerprint, load_day
 from reconcile.locks import account_day_lock
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from feepay.api import FeePay
 
 log = logging.getLogger(__name__)
-ONE_DAY = timedelta(days=1)
 BUSY = "another process is reconciling it"  # the reason of a run skipped for the lock
 SQLITE_CACHE_KIB = 65_536  # page cache for a run: random index writes of a big day
 
@@ -103,11 +102,6 @@ class RunOutcome:
                 f"{self.matches} matches, {self.mismatches} mismatches; credits "
                 f"{format_vnd(self.statement_credits)} = matched {format_vnd(self.matched)} "
                 f"+ held {format_vnd(self.held)} → {check}")
-
-
-def _days(first: date, last: date) -> list[date]:
-    """The days from ``first`` to ``last``, both included (none if ``last`` is earlier)."""
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def result_digest(result: DayResult) -> str:
@@ -171,7 +165,7 @@ class Reconciler:
         it. The scheduler runs those not up to date, however long after its day the file
         came (within ``max_age_days``). Sorted by day, then account."""
         Imp = StatementImportRow
-        first, last = before - timedelta(days=max_age_days), before - ONE_DAY
+        first, last = before - timedelta(days=max_age_days), before - timedelta(days=1)
         out: set[tuple[int, date]] = set()
         with self.fp.db.session() as s:
             imports = s.execute(select(Imp.account_id, Imp.kind, Imp.period_start,
@@ -181,7 +175,7 @@ class Reconciler:
                 (Imp.kind == "settlement") | (Imp.lines_new > 0))).all()
             for acc, kind, start, end in imports:
                 lag = self.policy.batch_lag_days if kind == "settlement" else 0
-                days = _days(max(start, first), min(end + timedelta(days=lag), last))
+                days = days_between(max(start, first), min(end + timedelta(days=lag), last))
                 if kind == "statement":
                     days = [d for d in days if self._has_lines(s, acc, d)]
                 out.update((acc, d) for d in days)
