@@ -302,10 +302,16 @@ def _warn_decided_moot(session: Session, run_id: int, result: DayResult) -> None
     """Say loudly when a re-run no longer raises money a person decided to refund or write
     off (an earlier day changed: the duplicate is now the payment, say). The decision
     stays as it was — it is a person's — but it may have sent back money that now pays a
-    reference."""
-    X = ReconMismatchRow
+    reference.
+
+    Only rows the day's previous run still raised: a later re-run that finds the decision
+    moot again has nothing new to say."""
+    X, Run = ReconMismatchRow, ReconRunRow
+    previous = select(func.max(Run.id)).where(
+        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id,
+        Run.status != "failed").scalar_subquery()
     moot = session.execute(select(X.id, X.key, X.resolution, X.amount).where(
-        X.account_id == result.account_id, X.day == result.day, X.run_id != run_id,
+        X.account_id == result.account_id, X.day == result.day, X.run_id == previous,
         X.status == "resolved", X.amount > 0,
         X.resolution.in_(("refund_due", "write_off")))).all()
     for mid, key, resolution, amount in moot:
