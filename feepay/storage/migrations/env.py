@@ -27,6 +27,9 @@ def run() -> None:
                 target_metadata=target_metadata,
                 render_as_batch=sqlite,
                 compare_type=True,
+                # all revisions in one transaction, SQLite too (the engine issues its
+                # BEGIN): a migration that refuses undoes the ones before it
+                transactional_ddl=True,
             )
             with context.begin_transaction():
                 context.run_migrations()
