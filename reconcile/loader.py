@@ -311,15 +311,20 @@ def _events_in_claimed_batches(session: Session, events: list[Reported],
                                batches: list[Batch], day: date) -> set[int]:
     """Callbacks whose transaction sits in a batch an earlier day already placed."""
     B, X = SettlementBatchRow, SettlementTxnRow
-    providers = set(session.scalars(select(X.provider).distinct()))
-    keys = {(e.provider, e.provider_txn_id): e.id for e in events if e.provider in providers}
-    if not keys:
+    # the gateways among the callbacks' providers (a bank push settles no batches), each
+    # asked through the (provider, txn) index; a DISTINCT would read every transaction
+    gateways = {p for p in {e.provider for e in events} if session.scalar(
+        select(X.id).where(X.provider == p).limit(1)) is not None}
+    keys = {(e.provider, e.provider_txn_id): e.id for e in events if e.provider in gateways}
+    in_batch: dict[tuple[str, str], str] = {}
+    for gateway in sorted(gateways):
+        txns = [t for (p, t) in keys if p == gateway]
+        in_batch.update(((gateway, txn), batch_id) for txn, batch_id in session.execute(
+            select(X.provider_txn_id, B.batch_id).join(B, B.id == X.batch_pk).where(
+                X.provider == gateway, member(session, X.provider_txn_id, txns))))
+    if not in_batch:
         return set()
     current = {b.batch_id for b in batches}
-    rows = select_in(session, lambda isin: select(X.provider, X.provider_txn_id, B.batch_id)
-                     .join(B, B.id == X.batch_pk).where(isin(X.provider_txn_id)),
-                     [k[1] for k in keys])
-    in_batch = {(r.provider, r.provider_txn_id): r.batch_id for r in rows}
     candidates = {b for b in in_batch.values() if b not in current}
     claimed = _claimed_batches(session, sorted(candidates), day)
     return {keys[k] for k, b in in_batch.items() if b in claimed and k in keys}

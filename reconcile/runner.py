@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.orm import Session
 
 from feepay.exceptions import NotFound
@@ -153,7 +153,10 @@ class Reconciler:
         with self.fp.db.session() as s:
             ids = set(s.scalars(select(A.id).where(A.state.in_(("active", "retired")),
                                                    A.valid_from <= day)))
-            ids |= set(s.scalars(select(L.account_id).where(L.posting_date == day).distinct()))
+            # per account, through the (account, day) index: a DISTINCT over the day's
+            # lines would read the index of every line ever imported
+            ids |= set(s.scalars(select(A.id).where(exists().where(
+                L.account_id == A.id, L.posting_date == day))))
         return sorted(ids)
 
     def imported_days(self, since: datetime, before: date,

@@ -24,7 +24,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from feepay.storage.base import Base
@@ -32,6 +41,7 @@ from feepay.storage.base import Base
 RUN_STATUSES = ("balanced", "unbalanced", "failed")
 MISMATCH_STATUSES = ("open", "carried_over", "resolved", "cleared", "superseded")
 ACTIONS = ("link", "refund_due", "write_off", "carry_over", "acknowledge")
+WITH_BATCH = text("batch_id IS NOT NULL")  # partial indexes: only gateway rows (0012)
 
 
 class ReconRunRow(Base):
@@ -106,6 +116,8 @@ class ReconMatchRow(Base):
     __table_args__ = (
         Index("ix_recon_matches_account_day", "account_id", "day"),
         Index("ix_recon_matches_reference_id", "reference_id"),  # earlier days' matches
+        Index("ix_recon_matches_batch_id", "batch_id", sqlite_where=WITH_BATCH,
+              postgresql_where=WITH_BATCH),  # batches an earlier day placed
     )
 
 
@@ -149,6 +161,9 @@ class ReconMismatchRow(Base):
         Index("ix_recon_mismatches_status", "status", "category"),
         Index("ix_recon_mismatches_account_day", "account_id", "day"),
         Index("ix_recon_mismatches_reference_code", "reference_code"),
+        Index("ix_recon_mismatches_batch_id", "batch_id", sqlite_where=WITH_BATCH,
+              postgresql_where=WITH_BATCH),
+        Index("ix_recon_mismatches_run_id", "run_id"),  # a run's sum check
     )
 
 

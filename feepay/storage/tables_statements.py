@@ -49,6 +49,7 @@ class StatementImportRow(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('statement','settlement')", name="kind"),
         CheckConstraint("lines_new + lines_duplicate = lines_total", name="counts"),
+        Index("ix_statement_imports_imported_at", "imported_at"),  # the night's late files
     )
 
 
