@@ -263,13 +263,14 @@ def _events(session: Session, account_id: int, day: date, window_start: date,
             policy: Policy, batches: list[Batch], pool: dict[str, str]) -> list[Reported]:
     E, R = PaymentEventRow, ReferenceRow
     start, end = business_start(window_start, policy), business_start(day + ONE_DAY, policy)
-    own_refs = select(R.id).where(R.account_id == account_id).scalar_subquery()
     columns = (E.id, E.adapter, E.provider_txn_id, E.amount, raw(E.paid_at),
                E.reference_code, E.bank_ref)
     window = (E.status == "success", E.paid_at >= start, E.paid_at < end)
     own = select(*columns).where(*window, E.account_id == account_id)  # by index
-    unbound = select(*columns).where(*window, E.account_id.is_(None),
-                                     E.reference_id.in_(own_refs))
+    # callbacks stored without an account, paying one of its references: the window's
+    # few, each checked by key (an IN over the account's references reads its history)
+    unbound = select(*columns).join(R, R.id == E.reference_id).where(
+        *window, E.account_id.is_(None), R.account_id == account_id)
     # the same str objects as the lines' codes (bank refs are not pooled: a lookup in a
     # table of a million strings costs more than the few MB it would save)
     intern = pool.setdefault
@@ -281,19 +282,23 @@ def _events(session: Session, account_id: int, day: date, window_start: date,
                        stamp(paid_at), intern(code, code) if code else None,
                        bank_ref or None, None)
               for eid, adapter, txn, amount, paid_at, code, bank_ref in rows]
-    claimed = _claimed_events(session, account_id, day)
+    claimed = _claimed_events(session, account_id, day, window_start)
     claimed |= _events_in_claimed_batches(session, events, batches, day)
     return [e for e in events if e.id not in claimed] if claimed else events
 
 
-def _claimed_events(session: Session, account_id: int, day: date) -> set[int]:
+def _claimed_events(session: Session, account_id: int, day: date,
+                    window_start: date) -> set[int]:
     """Callbacks an earlier day paired with money (a match, or a line it held). Only this
-    account's runs pair this account's callbacks, so its own rows are enough."""
+    account's runs pair this account's callbacks, so its own rows are enough; and only a
+    day whose window held the callback pairs it: none before the window (a day's margin
+    for a changed cut-off). Older days are not read — a year of matches, every night."""
     M, X = ReconMatchRow, ReconMismatchRow
+    since = window_start - ONE_DAY
     claimed = set(session.scalars(select(M.event_id).where(
-        M.account_id == account_id, M.day < day, M.event_id.is_not(None))))
+        M.account_id == account_id, M.day >= since, M.day < day, M.event_id.is_not(None))))
     claimed.update(session.scalars(select(X.event_id).where(
-        X.account_id == account_id, X.day < day, X.event_id.is_not(None),
+        X.account_id == account_id, X.day >= since, X.day < day, X.event_id.is_not(None),
         X.status != "superseded", X.category.not_in(_NOT_CLAIMING))))
     return claimed
 
@@ -340,6 +345,7 @@ def _carried(session: Session, account_id: int, day: date, window_start: date,
                 L.memo_raw, L.value_at, L.bank_ref)
          .join(L, L.id == X.line_id)
          .where(X.account_id == account_id, X.category == Category.UNDERPAID.value,
+                X.day >= window_start,  # raised no earlier than its line: by index
                 X.line_day >= window_start, X.line_day < day,
                 or_(X.status.in_(CARRIED_STATUSES),
                     and_(X.status == "cleared", X.cleared_day >= day))))
@@ -352,8 +358,8 @@ def _carried(session: Session, account_id: int, day: date, window_start: date,
 def _links(session: Session, account_id: int, day: date) -> list[ManualLink]:
     X = ReconMismatchRow
     q = select(X.line_id, X.linked_reference, X.linked_batch).where(
-        X.account_id == account_id, X.resolution == "link", X.line_day == day,
-        X.line_id.is_not(None),
+        X.account_id == account_id, X.day >= day,  # raised no earlier than its line
+        X.resolution == "link", X.line_day == day, X.line_id.is_not(None),
         or_(X.linked_reference.is_not(None), X.linked_batch.is_not(None)))
     return [ManualLink(r.line_id, r.linked_reference, r.linked_batch)
             for r in session.execute(q)]
@@ -371,12 +377,15 @@ def _prior(session: Session, refs: list[Expected], day: date) -> list[Prior]:
         sums[by_id[r[0]]] = (int(r[1] or 0), r[2] > 0)
     notices: dict[str, list[str]] = defaultdict(list)
     # open notices, and those this day or a later one cleared (a re-run of the clearing
-    # day must see them to clear them again; see reconcile.persist._clear)
-    for r in select_in(session, lambda isin: select(X.reference_code, X.key).where(
+    # day must see them to clear them again; see reconcile.persist._clear). The status is
+    # checked here, not in SQL: a status condition there lets SQLite read every open
+    # notice of every account instead of the few rows naming these references.
+    for r in select_in(session, lambda isin: select(
+            X.reference_code, X.key, X.status, X.cleared_day).where(
             isin(X.reference_code), X.day < day,
-            or_(X.status == "open", and_(X.status == "cleared", X.cleared_day >= day)),
             X.category == Category.MONEY_NO_CALLBACK.value), sums):
-        notices[r.reference_code].append(r.key)
+        if r.status == "open" or (r.status == "cleared" and r.cleared_day >= day):
+            notices[r.reference_code].append(r.key)
     return [Prior(code, allocated, has_event, tuple(sorted(notices.get(code, ()))))
             for code, (allocated, has_event) in sorted(sums.items())]
 

@@ -230,8 +230,8 @@ class Reconciler:
         link starts may have failed, or its process died)."""
         X, Res = ReconMismatchRow, ReconResolutionRow
         return s.scalar(select(Res.id).join(X, X.id == Res.mismatch_id).where(
-            X.account_id == account_id, X.line_day == day, Res.action == "link",
-            Res.at > since).limit(1)) is not None
+            X.account_id == account_id, X.day >= day,  # raised no earlier than its line
+            X.line_day == day, Res.action == "link", Res.at > since).limit(1)) is not None
 
     # -- running ----------------------------------------------------------------------
     def run(self, day: date, account_id: int | None = None, *, trigger: str = "manual",

@@ -164,6 +164,8 @@ class ReconMismatchRow(Base):
         Index("ix_recon_mismatches_batch_id", "batch_id", sqlite_where=WITH_BATCH,
               postgresql_where=WITH_BATCH),
         Index("ix_recon_mismatches_run_id", "run_id"),  # a run's sum check
+        # the account's open rows, and those a day cleared (not its whole history)
+        Index("ix_recon_mismatches_account_status", "account_id", "status", "cleared_day"),
     )
 
 

@@ -131,6 +131,9 @@ def test_money_is_conserved_line_by_line(inp: DayInput) -> None:
         if mm.line_id is not None:
             placed[mm.line_id] += mm.amount
             assert mm.amount >= 0
+        # a mismatch is raised no earlier than its line's day: the loader's look-ups by
+        # (account, day) rely on it (see reconcile.loader._links)
+        assert mm.line_day is None or mm.line_day <= inp.day
     for line in inp.lines:
         assert placed[line.id] == line.amount, (line, result)
     for c in inp.carried:  # an earlier day's part-payment: untouched or fully placed

@@ -10,6 +10,9 @@ Revises: 0011
   tenth of the run, and growing with history. Partial: only gateway rows carry a batch.
 * ``run_id`` on ``recon_mismatches``: the sum check adds up the money its run holds
   (``reconcile.persist.sums``), which also read the whole table.
+* ``(account_id, status, cleared_day)`` on ``recon_mismatches``: a run clears the
+  account's open rows and reopens what it cleared before, which read every row the
+  account ever had.
 * ``imported_at`` on ``statement_imports``: the night looks for files imported since its
   window (``Reconciler.imported_days``).
 
@@ -35,11 +38,14 @@ def upgrade() -> None:
         op.create_index(f"ix_{table}_batch_id", table, ["batch_id"],
                         sqlite_where=WITH_BATCH, postgresql_where=WITH_BATCH)
     op.create_index("ix_recon_mismatches_run_id", "recon_mismatches", ["run_id"])
+    op.create_index("ix_recon_mismatches_account_status", "recon_mismatches",
+                    ["account_id", "status", "cleared_day"])
     op.create_index("ix_statement_imports_imported_at", "statement_imports", ["imported_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_statement_imports_imported_at", table_name="statement_imports")
+    op.drop_index("ix_recon_mismatches_account_status", table_name="recon_mismatches")
     op.drop_index("ix_recon_mismatches_run_id", table_name="recon_mismatches")
     for table in ("recon_matches", "recon_mismatches"):
         op.drop_index(f"ix_{table}_batch_id", table_name=table)
