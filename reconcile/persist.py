@@ -250,6 +250,9 @@ def _mismatch_row(run_id: int, result: DayResult, m: Mismatch, now: datetime,
 
 _REFRESHED = ("run_id", "amount", "expected_amount", "line_id", "line_day", "event_id",
               "batch_id", "reference_code", "suggested", "evidence", "updated_at")
+# A superseded row raised again reopens; a later day that raises it (a corrected file moved
+# its batch there) takes it over: ``day`` becomes that day's, so that day's re-runs manage
+# it, and ``day >= line_day`` holds, which the loader's look-ups by day rely on.
 
 
 MISMATCH_COLUMNS = ("account_id", "day", "key", "category", "amount", "expected_amount",
@@ -263,7 +266,9 @@ _SQLITE_UPSERT = (
     'ON CONFLICT (account_id, "key") DO UPDATE SET '
     + ", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)
     + ", status = CASE WHEN recon_mismatches.status = 'superseded' THEN 'open' "
-      "ELSE recon_mismatches.status END")
+      "ELSE recon_mismatches.status END"
+    + ", day = CASE WHEN recon_mismatches.status = 'superseded' THEN excluded.day "
+      "ELSE recon_mismatches.day END")
 
 
 def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: datetime,
@@ -286,6 +291,8 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
             refreshed = {c: stmt.excluded[c] for c in _REFRESHED}
             refreshed["status"] = case((X.__table__.c.status == "superseded", "open"),
                                        else_=X.__table__.c.status)
+            refreshed["day"] = case((X.__table__.c.status == "superseded", stmt.excluded.day),
+                                    else_=X.__table__.c.day)
             session.execute(stmt.on_conflict_do_update(
                 index_elements=["account_id", "key"], set_=refreshed), part)
     _warn_decided_moot(session, run_id, result)

@@ -44,15 +44,15 @@ def matched_days(fp, code: str) -> list[date]:  # noqa: ANN001
 
 
 def batch(world: World, batch_id: str, settled_on: date, txns: list[tuple[str, str]],
-          name: str, reason: str | None = None) -> None:
-    """A VNPAY batch settled on ``settled_on``; txns: (provider txn id, code), 10.000 gross,
-    no fee."""
-    models = tuple(SettlementTxn(line_no=i + 1, provider_txn_id=t, reference=c, gross=10_000,
-                                 fee=0, net=10_000, batch_id=batch_id, paid_at=at(settled_on, 8))
+          name: str, reason: str | None = None, gross: int = 10_000) -> None:
+    """A VNPAY batch settled on ``settled_on``; txns: (provider txn id, code), ``gross``
+    each, no fee."""
+    models = tuple(SettlementTxn(line_no=i + 1, provider_txn_id=t, reference=c, gross=gross,
+                                 fee=0, net=gross, batch_id=batch_id, paid_at=at(settled_on, 8))
                    for i, (t, c) in enumerate(txns))
     sf = SettlementFile(source=name, format="vnpay", batches=(SettlementBatch(
         batch_id=batch_id, provider="vnpay", settled_on=settled_on,
-        net_total=10_000 * len(models), transactions=models),))
+        net_total=gross * len(models), transactions=models),))
     world.fp.statements.import_settlement(
         sf, world.account, file_name=name, file_sha256=hashlib.sha256(name.encode()).hexdigest(),
         file_size=10, actor="ke.toan", replace_reason=reason)
@@ -128,6 +128,30 @@ def test_a_correction_moving_a_batch_reruns_its_old_day_before_the_window(
     with fp.db.session() as s:
         placed = s.scalars(select(M.day).where(M.batch_id == "VNP-MOVE-0001").distinct())
         assert list(placed) == [new]
+
+
+def test_a_part_held_by_a_moved_batch_belongs_to_its_new_day_and_is_carried(
+        fp, world) -> None:  # noqa: ANN001
+    """D−10 placed the batch and held its half payment as underpaid; the correction moves
+    the batch to D−1, whose run raises the same row again: the row is D−1's now (its
+    re-runs manage it), and D+4, whose window starts after D−10, carries the part so the
+    other half completes r."""
+    old, new, later = D1 - timedelta(days=10), D1 - timedelta(days=1), D1 + timedelta(days=4)
+    world.issued_at = at(new - timedelta(days=1))  # still payable on D+4
+    r = world.ref()
+    world.statement(old, [(5_000, "VNPAY TT LO VNP-HALF-01", at(old, 23))])
+    world.statement(new, [(5_000, "VNPAY TT LO VNP-HALF-01", at(new, 23))])
+    batch(world, "VNP-HALF-01", old, [("T1", r.code)], "vnpay-h.csv", gross=5_000)
+    world.run(old)
+    world.run(new)
+    assert open_mismatches(fp, r.code) == [(old, "underpaid")]
+    batch(world, "VNP-HALF-01", new, [("T1", r.code)], "vnpay-h-fixed.csv", reason=REASON,
+          gross=5_000)
+    nightly(fp, D1, catch_up_days=2)
+    assert open_mismatches(fp, r.code) == [(new, "underpaid")]
+    world.statement(later, [(5_000, r.code, at(later, 9))])
+    assert world.run(later).status == "balanced"
+    assert open_mismatches(fp, r.code) == [] and state(fp, r.code) == "settled"
 
 
 def test_an_import_without_a_period_end_is_passed_over(fp, world) -> None:  # noqa: ANN001
