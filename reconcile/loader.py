@@ -290,15 +290,20 @@ def _events(session: Session, account_id: int, day: date, window_start: date,
 def _claimed_events(session: Session, account_id: int, day: date,
                     window_start: date) -> set[int]:
     """Callbacks an earlier day paired with money (a match, or a line it held). Only this
-    account's runs pair this account's callbacks, so its own rows are enough; and only a
-    day whose window held the callback pairs it: none before the window (a day's margin
-    for a changed cut-off). Older days are not read — a year of matches, every night."""
+    account's runs pair this account's callbacks, so its own rows are enough.
+
+    A match is stored by the day that made it, and a day pairs only callbacks of its own
+    window (or a carried part's, older still): none of this window's callbacks is paired
+    before it, so older matches are not read (a day's margin for a changed cut-off) — a
+    year of them, every night. Mismatches are read whole: a row another day raises again
+    keeps the day that first raised it but takes the new callback, so no day bound is
+    exact (the mismatch table is a twentieth of the matches)."""
     M, X = ReconMatchRow, ReconMismatchRow
-    since = window_start - ONE_DAY
     claimed = set(session.scalars(select(M.event_id).where(
-        M.account_id == account_id, M.day >= since, M.day < day, M.event_id.is_not(None))))
+        M.account_id == account_id, M.day >= window_start - ONE_DAY, M.day < day,
+        M.event_id.is_not(None))))
     claimed.update(session.scalars(select(X.event_id).where(
-        X.account_id == account_id, X.day >= since, X.day < day, X.event_id.is_not(None),
+        X.account_id == account_id, X.day < day, X.event_id.is_not(None),
         X.status != "superseded", X.category.not_in(_NOT_CLAIMING))))
     return claimed
 
