@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import date, timedelta
 
 import pytest
@@ -57,7 +58,7 @@ def scans(path: str, statements: dict[str, str]) -> list[tuple[str, str]]:
     whole history in one (by account alone, or every day before one). A ``LIMIT`` probe
     stops at its first row and is let through."""
     out = []
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         for sql in statements.values():
             if not sql.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE",
                                                    "WITH")):
