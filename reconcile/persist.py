@@ -250,9 +250,14 @@ def _mismatch_row(run_id: int, result: DayResult, m: Mismatch, now: datetime,
 
 _REFRESHED = ("run_id", "amount", "expected_amount", "line_id", "line_day", "event_id",
               "batch_id", "reference_code", "suggested", "evidence", "updated_at")
-# A superseded row raised again reopens; a later day that raises it (a corrected file moved
-# its batch there) takes it over: ``day`` becomes that day's, so that day's re-runs manage
-# it, and ``day >= line_day`` holds, which the loader's look-ups by day rely on.
+# ``day`` is the day whose runs manage the row (supersede it when they no longer raise it).
+# It moves to the raising day when a superseded row reopens, or when the row's money now
+# sits on another day's line (a corrected file moved its batch): else a re-run of the old
+# day would supersede what the new day holds. It stays when a later day re-holds a carried
+# part of the same line (the line's own day must still be able to let it go). Either way
+# ``day >= line_day`` holds, which the loader's look-ups by day rely on.
+_MOVES_DAY = ("recon_mismatches.status = 'superseded' "
+              "OR recon_mismatches.line_day IS NOT excluded.line_day")
 
 
 MISMATCH_COLUMNS = ("account_id", "day", "key", "category", "amount", "expected_amount",
@@ -267,8 +272,7 @@ _SQLITE_UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)
     + ", status = CASE WHEN recon_mismatches.status = 'superseded' THEN 'open' "
       "ELSE recon_mismatches.status END"
-    + ", day = CASE WHEN recon_mismatches.status = 'superseded' THEN excluded.day "
-      "ELSE recon_mismatches.day END")
+    + f", day = CASE WHEN {_MOVES_DAY} THEN excluded.day ELSE recon_mismatches.day END")
 
 
 def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: datetime,
@@ -291,8 +295,11 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
             refreshed = {c: stmt.excluded[c] for c in _REFRESHED}
             refreshed["status"] = case((X.__table__.c.status == "superseded", "open"),
                                        else_=X.__table__.c.status)
-            refreshed["day"] = case((X.__table__.c.status == "superseded", stmt.excluded.day),
-                                    else_=X.__table__.c.day)
+            old = X.__table__.c
+            refreshed["day"] = case(
+                (or_(old.status == "superseded",
+                     old.line_day.is_distinct_from(stmt.excluded.line_day)), stmt.excluded.day),
+                else_=old.day)
             session.execute(stmt.on_conflict_do_update(
                 index_elements=["account_id", "key"], set_=refreshed), part)
     _warn_decided_moot(session, run_id, result)

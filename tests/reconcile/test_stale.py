@@ -154,6 +154,28 @@ def test_a_part_held_by_a_moved_batch_belongs_to_its_new_day_and_is_carried(
     assert open_mismatches(fp, r.code) == [] and state(fp, r.code) == "settled"
 
 
+def test_a_batch_moved_back_takes_its_held_part_back_to_its_first_day(
+        fp, world) -> None:  # noqa: ANN001
+    """A second correction moves the batch back to D−10: D−10 raises the row again and
+    owns it, so D−1's re-run, which no longer places the batch, leaves it open."""
+    old, new = D1 - timedelta(days=10), D1 - timedelta(days=1)
+    r = world.ref()
+    world.statement(old, [(5_000, "VNPAY TT LO VNP-BACK-01", at(old, 23))])
+    world.statement(new, [(5_000, "VNPAY TT LO VNP-BACK-01", at(new, 23))])
+    batch(world, "VNP-BACK-01", old, [("T1", r.code)], "vnpay-b.csv", gross=5_000)
+    nightly(fp, D1, catch_up_days=12)
+    batch(world, "VNP-BACK-01", new, [("T1", r.code)], "vnpay-b-2.csv", reason=REASON,
+          gross=5_000)
+    nightly(fp, D1, catch_up_days=2)
+    assert open_mismatches(fp, r.code) == [(new, "underpaid")]
+    batch(world, "VNP-BACK-01", old, [("T1", r.code)], "vnpay-b-3.csv", reason=REASON,
+          gross=5_000)
+    out = nightly(fp, D1, catch_up_days=2)
+    assert {(o.day, o.status) for o in out if o.account_id == world.account} >= {
+        (old, "balanced"), (new, "balanced")}
+    assert open_mismatches(fp, r.code) == [(old, "underpaid")]
+
+
 def test_an_import_without_a_period_end_is_passed_over(fp, world) -> None:  # noqa: ANN001
     r = world.ref()
     old = D1 - timedelta(days=10)
