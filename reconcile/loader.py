@@ -295,9 +295,9 @@ def _claimed_events(session: Session, account_id: int, day: date,
     A match is stored by the day that made it, and a day pairs only callbacks of its own
     window (or a carried part's, older still): none of this window's callbacks is paired
     before it, so older matches are not read (a day's margin for a changed cut-off) — a
-    year of them, every night. Mismatches are read whole: a row another day raises again
-    keeps the day that first raised it but takes the new callback, so no day bound is
-    exact (the mismatch table is a twentieth of the matches)."""
+    year of them, every night. Mismatches are read whole: a carried part a later day holds
+    again keeps its line's day but takes the new callback, so no day bound is exact (the
+    mismatch table is a twentieth of the matches)."""
     M, X = ReconMatchRow, ReconMismatchRow
     claimed = set(session.scalars(select(M.event_id).where(
         M.account_id == account_id, M.day >= window_start - ONE_DAY, M.day < day,

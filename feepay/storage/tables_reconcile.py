@@ -126,7 +126,7 @@ class ReconMismatchRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("collection_accounts.id"))
-    day: Mapped[date] = mapped_column(Date)  # the day that first raised it
+    day: Mapped[date] = mapped_column(Date)  # the day whose runs manage it: persist._MOVES_DAY
     key: Mapped[str] = mapped_column(String(160))
     category: Mapped[str] = mapped_column(String(24))
     amount: Mapped[int] = mapped_column(default=0)  # statement money it holds
