@@ -48,10 +48,6 @@ log = logging.getLogger(__name__)
 WRITE_CHUNK = 20_000
 CLEARABLE = (Category.PAID_NO_MONEY.value, Category.UNDERPAID.value,
              Category.MONEY_NO_CALLBACK.value)
-# what a re-run reopens before clearing again: every category whose clearing it
-# recomputes — a carried part and a money_no_callback notice are loaded while cleared by
-# this day or a later one, and a callback's claim is recomputed
-REOPENED = CLEARABLE
 
 
 @dataclass(frozen=True)
@@ -81,8 +77,10 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
     """
     memos = _memos(session, result)
     Run = ReconRunRow
-    earlier = list(session.scalars(select(Run.id).where(
-        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id)))
+    runs = session.execute(select(Run.id, Run.status).where(
+        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id)).all()
+    earlier = [rid for rid, _ in runs]
+    previous = max((rid for rid, status in runs if status != "failed"), default=None)
     unsettled = _requeue(session, run_id, earlier, result, now)  # reads the day's matches
     conn = session.connection()
     if conn.dialect.name != "sqlite":
@@ -105,6 +103,8 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
             queued = moves.queue(conn, run_id, result, ref_ids, now, start)
             _replace_matches(session, run_id, result, ref_ids, jobs[0].result())
             _upsert_mismatches(session, run_id, result, now, memos, jobs[1].result())
+    if previous is not None:  # a first run of the day has no decision to find moot
+        _warn_decided_moot(session, previous, result)
     _clear(session, result, now, rerun=bool(earlier), later_ran=later_ran)
     return queued + unsettled
 
@@ -302,7 +302,6 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
                 else_=old.day)
             session.execute(stmt.on_conflict_do_update(
                 index_elements=["account_id", "key"], set_=refreshed), part)
-    _warn_decided_moot(session, run_id, result)
     # a carried-over row is a person's "look again later": moot once the run no longer
     # finds it (a corrected settlement file, say); its resolution fields stay. A cleared
     # row the day no longer raises goes too, or a later day would carry its money again.
@@ -312,18 +311,15 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
         status="superseded", updated_at=now))
 
 
-def _warn_decided_moot(session: Session, run_id: int, result: DayResult) -> None:
+def _warn_decided_moot(session: Session, previous: int, result: DayResult) -> None:
     """Say loudly when a re-run no longer raises money a person decided to refund or write
     off (an earlier day changed: the duplicate is now the payment, say). The decision
     stays as it was — it is a person's — but it may have sent back money that now pays a
     reference.
 
-    Only rows the day's previous run still raised: a later re-run that finds the decision
-    moot again has nothing new to say."""
-    X, Run = ReconMismatchRow, ReconRunRow
-    previous = select(func.max(Run.id)).where(
-        Run.account_id == result.account_id, Run.day == result.day, Run.id != run_id,
-        Run.status != "failed").scalar_subquery()
+    Only rows the day's ``previous`` run (the last that did not fail) still raised: a later
+    re-run that finds the decision moot again has nothing new to say."""
+    X = ReconMismatchRow
     moot = session.execute(select(X.id, X.key, X.resolution, X.amount).where(
         X.account_id == result.account_id, X.day == result.day, X.run_id == previous,
         X.status == "resolved", X.amount > 0,
@@ -367,7 +363,9 @@ def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool,
     if rerun:  # a first run of the day has cleared nothing yet
         session.execute(update(X).where(
             X.account_id == result.account_id, X.status == "cleared",
-            X.cleared_day == result.day, X.category.in_(REOPENED)).values(
+            # every category whose clearing the run recomputes: a carried part and a
+            # money_no_callback notice are loaded while cleared by this day or a later one
+            X.cleared_day == result.day, X.category.in_(CLEARABLE)).values(
             status=case((X.resolution == "carry_over", "carried_over"), else_="open"),
             cleared_day=None, updated_at=now).execution_options(synchronize_session=False))
     if later_ran:  # else no later day can have cleared anything (a night's first runs)
@@ -398,11 +396,14 @@ def _clear_earlier(session: Session, result: DayResult, now: datetime) -> None:
         X.cleared_day > result.day)
     if session.scalar(select(X.id).where(later).limit(1)) is None:
         return
-    claimed = result.claimed_events()
-    for which in ([member(session, X.key, result.clears)] if result.clears else []) + (
-            [member(session, X.event_id, claimed)
-             & (X.category == Category.PAID_NO_MONEY.value)] if claimed else []):
-        session.execute(update(X).where(later, which).values(
+    which = []
+    if result.clears:
+        which.append(member(session, X.key, result.clears))
+    if claimed := result.claimed_events():
+        which.append(member(session, X.event_id, claimed)
+                     & (X.category == Category.PAID_NO_MONEY.value))
+    for rows in which:
+        session.execute(update(X).where(later, rows).values(
             cleared_day=result.day, updated_at=now)
             .execution_options(synchronize_session=False))
 
