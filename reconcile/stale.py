@@ -71,7 +71,11 @@ class Before:
 def before(s: Session, account_id: int, day: date) -> Before | None:
     """Read :class:`Before` ahead of the run's writes, or ``None`` when no later day has
     run at all — then nothing can be stale, and the night's first runs (the common case)
-    pay one indexed query for it."""
+    pay one indexed query for it.
+
+    The day's last run names every row the day holds: a key is raised only by the day of
+    its line, or by the day that places its batch — and the row's ``day`` moves with it
+    (:mod:`reconcile.persist`) — so no other day's run re-raises it under this day."""
     R, M, X = ReconRunRow, ReconMatchRow, ReconMismatchRow
     if s.scalar(select(R.id).where(R.day > day).limit(1)) is None:
         return None

@@ -306,3 +306,31 @@ def test_a_later_day_that_only_holds_money_for_the_reference_is_marked_too(
     assert matched_days(fp, r.code) == [b]
     assert [cat for _d, cat in open_mismatches(fp, r.code)] in (["duplicate"], ["overpaid"])
     assert marks(fp) == 0
+
+
+
+
+def test_a_part_its_own_day_takes_back_marks_the_day_that_completed_it(
+        fp, world) -> None:  # noqa: ANN001
+    """A held 4.000 for r as underpaid; C's 6.000 completed r and cleared that row. A
+    second statement for A comes late with the other 6.000: A's re-run pays r in full
+    itself and lets the part's row go (superseded by its own day). C, which counted the
+    part, is marked, runs again, and its 6.000 is now a duplicate."""
+    r = world.ref()
+    a, c = D1 - timedelta(days=12), D1 - timedelta(days=10)
+    world.statement(a, [(4_000, f"{r.code} lan 1", at(a, 9))])
+    world.run(a)
+    world.statement(c, [(6_000, f"{r.code} lan 2", at(c, 9))])
+    world.run(c)
+    assert state(fp, r.code) == "settled" and matched_days(fp, r.code) == [c, c]
+    world.statement(a, [(6_000, f"{r.code} con lai", at(a, 15))])         # weeks late
+    out = {(o.account_id, o.day): o for o in nightly(fp, D1, catch_up_days=2)}
+    assert out[(world.account, a)].later_marked == 1
+    assert out[(world.account, c)].attempt == 2
+    assert matched_days(fp, r.code) == [a, a]
+    X = ReconMismatchRow
+    with fp.db.session() as s:
+        held = s.execute(select(X.day, X.category, X.amount, X.status).where(
+            X.reference_code == r.code).order_by(X.day)).tuples().all()
+    assert held == [(a, "underpaid", 4_000, "superseded"), (c, "duplicate", 6_000, "open")]
+    assert marks(fp) == 0 and state(fp, r.code) == "settled"
