@@ -27,6 +27,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,7 @@ TABLES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "fees": ("Phí - lệ phí", [
         ("unit", "Mã đơn vị", "text"), ("unit_name", "Đơn vị", "text"),
         ("fee_code", "Mã khoản thu", "text"), ("fee_name", "Tên khoản thu", "text"),
-        ("kind", "Loại", "text"), ("retention_pct", "Tỷ lệ để lại (%)", "text"),
+        ("kind", "Loại", "text"), ("retention_pct", "Tỷ lệ để lại (%)", "pct"),
         ("items", "Số lượng", "int"), ("amount", "Số tiền thu", "money"),
         ("retained", "Đơn vị được để lại", "money"), ("budget", "Nộp ngân sách", "money")]),
     "mismatches": ("Chênh lệch", [
@@ -346,7 +347,7 @@ def write_xlsx(report: Report, path: Path) -> Path:
             cell.font = Font(bold=True)
             cell.alignment = Alignment(wrap_text=True, vertical="top")
         for row in getattr(report, name):
-            ws.append([row.get(k) for k, _h, _t in columns])
+            ws.append([_cell(row.get(k), kind) for k, _h, kind in columns])
         for i, (_k, header, kind) in enumerate(columns, start=1):
             letter = get_column_letter(i)
             ws.column_dimensions[letter].width = max(12, min(40, len(header) + 2))
@@ -359,6 +360,15 @@ def write_xlsx(report: Report, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
     return path
+
+
+def _cell(value: Any, kind: str) -> Any:
+    """A sheet cell's value: a rate (text in JSON and CSV, ``"12.5"``) as a number, so a
+    spreadsheet can compute with it and shows it with the reader's decimal comma."""
+    if kind == "pct" and isinstance(value, str):
+        rate = Decimal(value)
+        return int(rate) if rate == rate.to_integral_value() else rate
+    return value
 
 
 def write_all(report: Report, directory: Path, prefix: str = "bao-cao") -> dict[str, Any]:

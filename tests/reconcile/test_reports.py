@@ -53,6 +53,10 @@ def test_report_figures_and_files(fp, world, tmp_path) -> None:  # noqa: ANN001
     assert {"Đơn vị được để lại", "Nộp ngân sách"} <= set(headers)
     money = ws.cell(row=3, column=headers.index("Số tiền thu") + 1)
     assert isinstance(money.value, int) and money.number_format == "#,##0"
+    rate, code = headers.index("Tỷ lệ để lại (%)"), headers.index("Mã khoản thu")
+    rates = {r[code]: r[rate] for r in ws.iter_rows(min_row=3, values_only=True)}
+    assert rates == {"P-CT-02": 90, "LP-HT-01": 0, "P-TD-01": 30}   # numbers, not text
+    assert data["fees"][0]["retention_pct"] in ("90", "0", "30")    # JSON keeps the text
     held = {r[2]: r for r in wb["Chênh lệch"].iter_rows(min_row=3, values_only=True)}
     assert held["unknown_reference"][5] == 1_234_567
     with (tmp_path / "bao-cao-fees.csv").open(encoding="utf-8-sig") as fh:
