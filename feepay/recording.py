@@ -84,6 +84,10 @@ class Target:
     ``txn_scope`` is part of the idempotency key: ``""`` when the provider's transaction
     ids are unique provider-wide (gateways), the channel id when they are unique only per
     source account (banks: two banks may both send ``id`` 42).
+
+    ``account_id`` is the channel's collection account; flags compare it with the
+    reference's. The event stores it, or, recorded without a channel, its reference's
+    account: reconciliation reads an account's callbacks by that column alone.
     """
 
     channel_id: int | None
@@ -198,7 +202,8 @@ WITH ref AS (
        FOR UPDATE
 ), ins AS (
     INSERT INTO payment_events ({_EVENT_COLUMNS})
-    SELECT :adapter, :scope, :channel_id, :account_id, :txn, :status, r.id, :code, :order_id,
+    SELECT :adapter, :scope, :channel_id, COALESCE(:account_id, r.account_id), :txn, :status,
+           r.id, :code, :order_id,
            :amount, :paid_at, :memo, :payer_name, :payer_account, :account_number,
            :bank_ref,
            CASE WHEN r.id IS NULL THEN :no_ref_flags
@@ -331,6 +336,8 @@ def _record_sqlite(raw: Raw, event: PaymentEvent, link: Link, target: Target,
         result = assess(event, link, ref, target.account_id)
         params.update(reference_id=ref.id if ref else None,
                       flags=join_flags(result.flags), applied=result.applied)
+        if params["account_id"] is None and ref is not None:
+            params["account_id"] = ref.account_id  # stored: see Target.account_id
         inserted = raw.one(_LITE_INSERT, params)
         if inserted is None:  # already recorded (nothing written yet in this transaction)
             result = _existing(raw.one(_LITE_EXISTING, params), event.status)

@@ -23,7 +23,6 @@ day's input, so re-running a day reproduces its result. (When an earlier day cha
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -261,22 +260,19 @@ def _claimed_batches(session: Session, batch_ids: list[str], day: date) -> set[s
 
 def _events(session: Session, account_id: int, day: date, window_start: date,
             policy: Policy, batches: list[Batch], pool: dict[str, str]) -> list[Reported]:
-    E, R = PaymentEventRow, ReferenceRow
+    E = PaymentEventRow
     start, end = business_start(window_start, policy), business_start(day + ONE_DAY, policy)
     columns = (E.id, E.adapter, E.provider_txn_id, E.amount, raw(E.paid_at),
                E.reference_code, E.bank_ref)
-    window = (E.status == "success", E.paid_at >= start, E.paid_at < end)
-    own = select(*columns).where(*window, E.account_id == account_id)  # by index
-    # callbacks stored without an account, paying one of its references: the window's
-    # few, each checked by key (an IN over the account's references reads its history)
-    unbound = select(*columns).join(R, R.id == E.reference_id).where(
-        *window, E.account_id.is_(None), R.account_id == account_id)
+    # by index; a callback recorded without a channel carries its reference's account
+    own = select(*columns).where(E.status == "success", E.paid_at >= start, E.paid_at < end,
+                                 E.account_id == account_id)
     # the same str objects as the lines' codes (bank refs are not pooled: a lookup in a
     # table of a million strings costs more than the few MB it would save)
     intern = pool.setdefault
     stamp = stamp_reader(session)
     reported = builder(Reported)
-    rows = itertools.chain(fetch(session, own), fetch(session, unbound))
+    rows = fetch(session, own)
     adapters: dict[str, str] = {}  # a handful: their own small table, not the big pool
     events = [reported(eid, adapters.setdefault(adapter, adapter), txn, amount,
                        stamp(paid_at), intern(code, code) if code else None,

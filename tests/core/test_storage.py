@@ -125,3 +125,38 @@ def test_migrations_keep_a_played_day(empty_url: str, tmp_path) -> None:  # noqa
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     assert fp.audit.verify().ok
     fp.close()
+
+
+
+def test_0013_gives_events_without_a_channel_their_references_account(
+        empty_url: str) -> None:
+    """Recorded without a channel, a callback now stores its reference's account (and is
+    not flagged for it); 0013 gives the events stored before it theirs, and its downgrade
+    takes exactly those away: with a channel the column is the channel's account."""
+    from datetime import UTC, datetime
+
+    from feepay.api import FeePay
+    from feepay.demo_data import seed
+    from feepay.models import PaymentEvent, PaymentStatus
+
+    fp = FeePay.open(empty_url)
+    demo = seed(fp)
+    ref = fp.references.issue("HS-0013", demo.department, ["P-CT-02"])
+    recorded = [fp.payments.record(PaymentEvent(
+        provider="sepay", provider_txn_id=txn, reference=code, amount=10_000,
+        paid_at=datetime(2025, 12, 1, 2, tzinfo=UTC), status=PaymentStatus.SUCCESS))
+        for txn, code in (("T1", ref.code), ("T2", None))]
+    assert "account_mismatch" not in {f.value for f in recorded[0].flags}
+
+    def accounts() -> dict[str, int | None]:
+        with fp.db.engine.connect() as conn:
+            return dict(conn.execute(text(
+                "SELECT provider_txn_id, account_id FROM payment_events")).tuples().all())
+
+    account = demo.accounts[demo.department]
+    assert accounts() == {"T1": account, "T2": None}       # no reference: no account
+    fp.db.downgrade("0012")
+    assert accounts() == {"T1": None, "T2": None}
+    fp.db.upgrade()
+    assert accounts() == {"T1": account, "T2": None}
+    fp.close()
