@@ -260,11 +260,15 @@ _REFRESHED = ("run_id", "amount", "expected_amount", "line_id", "line_day", "eve
 # ``day`` is the day whose runs manage the row (supersede it when they no longer raise it).
 # It moves to the raising day when a superseded row reopens, or when the row's money now
 # sits on another day's line (a corrected file moved its batch): else a re-run of the old
-# day would supersede what the new day holds. It stays when a later day re-holds a carried
-# part of the same line (the line's own day must still be able to let it go). Either way
-# ``day >= line_day`` holds, which the loader's look-ups by day rely on.
+# day would supersede what the new day holds. It moves to an earlier day that raises it
+# too (a later day held a carried part as a duplicate; a late statement then made the
+# line's own day hold it so): else the later day's re-run, no longer carrying the part,
+# would supersede what the earlier day holds. It stays when a later day raises it again
+# (the earlier day must still be able to let it go). Either way ``day >= line_day`` holds,
+# which the loader's look-ups by day rely on.
 _MOVES_DAY = ("recon_mismatches.status = 'superseded' "
-              "OR recon_mismatches.line_day IS NOT excluded.line_day")
+              "OR recon_mismatches.line_day IS NOT excluded.line_day "
+              "OR excluded.day < recon_mismatches.day")
 
 
 MISMATCH_COLUMNS = ("account_id", "day", "key", "category", "amount", "expected_amount",
@@ -305,7 +309,8 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
             old = X.__table__.c
             refreshed["day"] = case(
                 (or_(old.status == "superseded",
-                     old.line_day.is_distinct_from(stmt.excluded.line_day)), stmt.excluded.day),
+                     old.line_day.is_distinct_from(stmt.excluded.line_day),
+                     stmt.excluded.day < old.day), stmt.excluded.day),
                 else_=old.day)
             session.execute(stmt.on_conflict_do_update(
                 index_elements=["account_id", "key"], set_=refreshed), part)

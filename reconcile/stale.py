@@ -73,9 +73,10 @@ def before(s: Session, account_id: int, day: date) -> Before | None:
     run at all — then nothing can be stale, and the night's first runs (the common case)
     pay one indexed query for it.
 
-    The day's last run names every row the day holds: a key is raised only by the day of
-    its line, or by the day that places its batch — and the row's ``day`` moves with it
-    (:mod:`reconcile.persist`) — so no other day's run re-raises it under this day."""
+    The mismatches are those the day's last run raised and those the day holds (its
+    ``day``): a later day may have raised one of the day's rows again, which then names
+    that day's run, yet this day's re-run is the one that lets it go
+    (:mod:`reconcile.persist`)."""
     R, M, X = ReconRunRow, ReconMatchRow, ReconMismatchRow
     if s.scalar(select(R.id).where(R.day > day).limit(1)) is None:
         return None
@@ -84,9 +85,13 @@ def before(s: Session, account_id: int, day: date) -> Before | None:
         .group_by(M.reference_id)).all())
     last = s.scalar(select(func.max(R.id)).where(
         R.account_id == account_id, R.day == day, R.status != "failed"))
-    held = frozenset(s.execute(select(X.key, X.amount, X.reference_code).where(
-        X.run_id == last, X.status != "superseded")).tuples()) if last else frozenset()
-    return Before({k: int(v) for k, v in matched.items()}, held)
+    columns = (X.key, X.amount, X.reference_code)
+    held = set(s.execute(select(*columns).where(
+        X.account_id == account_id, X.day == day, X.status != "superseded")).tuples())
+    if last:
+        held.update(s.execute(select(*columns).where(
+            X.run_id == last, X.status != "superseded")).tuples())
+    return Before({k: int(v) for k, v in matched.items()}, frozenset(held))
 
 
 def mark_later(s: Session, run: ReconRunRow, result: DayResult, ref_ids: dict[str, int],

@@ -334,3 +334,55 @@ def test_a_part_its_own_day_takes_back_marks_the_day_that_completed_it(
             X.reference_code == r.code).order_by(X.day)).tuples().all()
     assert held == [(a, "underpaid", 4_000, "superseded"), (c, "duplicate", 6_000, "open")]
     assert marks(fp) == 0 and state(fp, r.code) == "settled"
+
+
+def test_a_duplicate_its_line_day_holds_again_is_not_let_go_by_the_later_day(
+        fp, world) -> None:  # noqa: ANN001
+    """A held 4.000 for r as underpaid; C's 10.000 paid r in full, so C held A's part as a
+    duplicate (a row of C's, naming A's line). A statement for B, before both, comes late
+    with all of r's 10.000: A's re-run holds its own 4.000 as the duplicate now — the row
+    becomes A's — and C's re-run, which no longer carries the part, must not let it go."""
+    r = world.ref()
+    b, a, c = (D1 - timedelta(days=n) for n in (12, 10, 8))
+    world.statement(a, [(4_000, f"{r.code} lan 1", at(a, 9))])
+    world.run(a)
+    world.statement(c, [(10_000, r.code, at(c, 9))])
+    world.run(c)
+    X = ReconMismatchRow
+
+    def held() -> list[tuple]:
+        with fp.db.session() as s:
+            return s.execute(select(X.day, X.line_day, X.category, X.amount).where(
+                X.reference_code == r.code, X.status.in_(("open", "carried_over")))
+                .order_by(X.line_day)).tuples().all()
+
+    assert held() == [(c, a, "duplicate", 4_000)]
+    world.statement(b, [(10_000, r.code, at(b, 9))])                      # weeks late
+    out = {(o.account_id, o.day): o for o in nightly(fp, D1, catch_up_days=2)}
+    assert out[(world.account, a)].attempt == 2 and out[(world.account, c)].attempt == 2
+    assert matched_days(fp, r.code) == [b]
+    assert held() == [(a, a, "duplicate", 4_000), (c, c, "duplicate", 10_000)]
+    assert marks(fp) == 0
+
+
+def test_the_stored_result_holds_the_rows_of_the_day_whatever_run_named_them_last(
+        fp, world) -> None:  # noqa: ANN001
+    """What a re-run compares with: the rows its day holds (which its re-run may let go),
+    also one a later day's run raised again last, beside those its own last run raised."""
+    from reconcile import stale
+
+    r = world.ref()
+    a, c = D1 - timedelta(days=10), D1 - timedelta(days=8)
+    world.statement(a, [(4_000, f"{r.code} lan 1", at(a, 9))])
+    world.run(a)
+    world.statement(c, [(1_000, "CHUYEN TIEN", at(c, 9))])
+    later = world.run(c)
+    X = ReconMismatchRow
+    with fp.db.session() as s:
+        s.execute(X.__table__.update().where(X.reference_code == r.code)
+                  .values(run_id=later.run_id))
+    with fp.db.session() as s:
+        was = stale.before(s, world.account, a)
+    assert was is not None
+    assert {(key.split(":")[0], amount, code) for key, amount, code in was.held} == {
+        ("underpaid", 4_000, r.code)}
