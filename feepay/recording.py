@@ -86,8 +86,9 @@ class Target:
     source account (banks: two banks may both send ``id`` 42).
 
     ``account_id`` is the channel's collection account; flags compare it with the
-    reference's. The event stores it, or, recorded without a channel, its reference's
-    account: reconciliation reads an account's callbacks by that column alone.
+    reference's. The event stores it or, when there is none (no channel, or a gateway
+    channel serving no one account), its reference's account: reconciliation reads an
+    account's callbacks by that column alone.
     """
 
     channel_id: int | None

@@ -128,11 +128,12 @@ def test_migrations_keep_a_played_day(empty_url: str, tmp_path) -> None:  # noqa
 
 
 
-def test_0013_gives_events_without_a_channel_their_references_account(
-        empty_url: str) -> None:
-    """Recorded without a channel, a callback now stores its reference's account (and is
-    not flagged for it); 0013 gives the events stored before it theirs, and its downgrade
-    takes exactly those away: with a channel the column is the channel's account."""
+
+def test_0013_gives_events_without_an_account_their_references(empty_url: str) -> None:
+    """Recorded without a channel, or through a gateway channel serving no one account, a
+    callback now stores its reference's account (and is not flagged for it); through a
+    bank channel, the channel's. 0013 gives the events stored before it theirs, and its
+    downgrade takes exactly those away again."""
     from datetime import UTC, datetime
 
     from feepay.api import FeePay
@@ -141,22 +142,30 @@ def test_0013_gives_events_without_a_channel_their_references_account(
 
     fp = FeePay.open(empty_url)
     demo = seed(fp)
+    own, other = demo.accounts[demo.department], demo.accounts[demo.communes[0]]
+    vnp = fp.channels.add("vnp", "vnpay", secrets={"hash_secret": "s"})
+    hook = fp.channels.add("hook", "bankhook", secrets={"webhook_secret": "s"},
+                           account_id=other)
     ref = fp.references.issue("HS-0013", demo.department, ["P-CT-02"])
     recorded = [fp.payments.record(PaymentEvent(
-        provider="sepay", provider_txn_id=txn, reference=code, amount=10_000,
-        paid_at=datetime(2025, 12, 1, 2, tzinfo=UTC), status=PaymentStatus.SUCCESS))
-        for txn, code in (("T1", ref.code), ("T2", None))]
-    assert "account_mismatch" not in {f.value for f in recorded[0].flags}
+        provider=provider, provider_txn_id=txn, reference=code, amount=10_000,
+        paid_at=datetime(2025, 12, 1, 2, tzinfo=UTC), status=PaymentStatus.SUCCESS),
+        channel=channel)
+        for txn, code, provider, channel in (
+            ("T1", ref.code, "sepay", None), ("T2", None, "sepay", None),
+            ("T3", ref.code, "vnpay", vnp), ("T4", ref.code, "bankhook", hook))]
+    assert [("account_mismatch" in {f.value for f in r.flags}) for r in recorded] == [
+        False, False, False, True]                  # only the bank channel's account counts
 
     def accounts() -> dict[str, int | None]:
         with fp.db.engine.connect() as conn:
             return dict(conn.execute(text(
                 "SELECT provider_txn_id, account_id FROM payment_events")).tuples().all())
 
-    account = demo.accounts[demo.department]
-    assert accounts() == {"T1": account, "T2": None}       # no reference: no account
+    now = {"T1": own, "T2": None, "T3": own, "T4": other}   # T2 names no reference
+    assert accounts() == now
     fp.db.downgrade("0012")
-    assert accounts() == {"T1": None, "T2": None}
+    assert accounts() == {"T1": None, "T2": None, "T3": None, "T4": other}
     fp.db.upgrade()
-    assert accounts() == {"T1": account, "T2": None}
+    assert accounts() == now
     fp.close()

@@ -3,14 +3,14 @@
 Revision ID: 0013
 Revises: 0012
 
-A callback recorded without a channel (``fp.payments.record(event)`` from a case system)
-stored no account. Reconciliation then found such callbacks by joining every callback of
+A callback recorded without a channel (``fp.payments.record(event)`` from a case system),
+or through a gateway channel that serves no one account, stored no account. Reconciliation then found such callbacks by joining every callback of
 the look-back window, of every account, to its reference, once per account-day. Recording
 now stores the reference's account (``feepay.recording.Target``); this revision gives the
 events already stored theirs, so each account-day reads its own callbacks by index alone.
 
-Downgrade empties the column again for events without a channel: with a channel the
-column always was the channel's account, without one it was empty.
+Downgrade empties the column again where it was empty before: events without a channel,
+or whose channel serves no one account (a channel's account never changes).
 """
 
 from __future__ import annotations
@@ -30,4 +30,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("UPDATE payment_events SET account_id = NULL WHERE channel_id IS NULL")
+    op.execute("UPDATE payment_events SET account_id = NULL WHERE channel_id IS NULL OR "
+               "channel_id IN (SELECT id FROM channels WHERE account_id IS NULL)")
