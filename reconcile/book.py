@@ -26,6 +26,7 @@ from reconcile.days import business_day, local_date
 from reconcile.models import (
     Allocation,
     BatchTxn,
+    Carried,
     Category,
     DayInput,
     DayResult,
@@ -169,13 +170,15 @@ class Book:
 
     # -- loading -----------------------------------------------------------------------
     def _load_lines(self, inp: DayInput) -> None:
-        for c in sorted(inp.carried, key=lambda c: (c.line.posting_date, c.line.id)):
+        for c in sorted(inp.carried, key=_carried_order):
             p = Payment(c.line, today=False)
+            if c.txn is not None:  # a gateway transaction's part, not its batch's credit
+                p = p.part(c.batch_id or "", c.txn, c.txn.paid_at or c.line.value_at)
             p.codes = (c.code,)
             p.carried_key = c.key
             if c.event_id is not None:  # paired on its own day; the callback is not input
-                p.event = Reported(c.event_id, "", "", c.line.amount,
-                                   c.line.value_at or _noon(c.line.posting_date), c.code)
+                p.event = Reported(c.event_id, "", "", p.money,
+                                   p.at or _noon(c.line.posting_date), c.code)
                 self.free.discard(c.event_id)
             self._doubtful.add(id(p))
             self._add(p)
@@ -612,6 +615,10 @@ class Book:
 
 # a million of each a night: built without the frozen dataclasses' slower __init__
 _match, _allocation, _update = builder(Match), builder(Allocation), builder(ReferenceUpdate)
+
+
+def _carried_order(c: Carried) -> tuple:
+    return (c.line.posting_date, c.line.id, c.txn.provider_txn_id if c.txn else "")
 
 
 def _line_order(line: Settled) -> tuple:

@@ -37,7 +37,8 @@ from reconcile.rules import RULES
 __all__ = ["ENGINE_VERSION", "EngineError", "reconcile_day"]
 
 #: Stored with every run; bump when a rule changes what it decides.
-ENGINE_VERSION = "2"  # 2: a link pays what is owed, the rest is held
+ENGINE_VERSION = "3"  # 2: a link pays what is owed, the rest is held
+#                      3: a carried gateway part carries its transaction's money
 
 
 def reconcile_day(inp: DayInput,

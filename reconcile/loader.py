@@ -165,7 +165,7 @@ def load_day(session: Session, account_id: int, day: date, policy: Policy) -> Lo
     events = _events(session, account_id, day, window_start, policy, batches, pool)
     batches = [b for b in batches if b.batch_id not in _claimed_batches(
         session, [b.batch_id for b in batches], day)]
-    carried = _carried(session, account_id, day, window_start, pool)
+    carried = _carried(session, account_id, day, window_start, pool, policy)
     links = _links(session, account_id, day)
     wanted = _codes_named(lines, events, batches, carried, links)
     refs = _references(session, wanted, pool, lines)
@@ -340,20 +340,54 @@ def _events_in_claimed_batches(session: Session, events: list[Reported],
 
 
 def _carried(session: Session, account_id: int, day: date, window_start: date,
-             pool: dict[str, str]) -> list[Carried]:
+             pool: dict[str, str], policy: Policy) -> list[Carried]:
     X, L = ReconMismatchRow, StatementLineRow
-    q = (select(X.key, X.reference_code, X.event_id, L.id, L.posting_date, L.amount,
-                L.memo_raw, L.value_at, L.bank_ref)
+    q = (select(X.key, X.reference_code, X.event_id, X.amount, X.batch_id, X.evidence,
+                L.id, L.posting_date, L.amount.label("line_amount"), L.memo_raw, L.value_at,
+                L.bank_ref)
          .join(L, L.id == X.line_id)
          .where(X.account_id == account_id, X.category == Category.UNDERPAID.value,
                 X.day >= window_start,  # raised no earlier than its line: by index
                 X.line_day >= window_start, X.line_day < day,
                 or_(X.status.in_(CARRIED_STATUSES),
                     and_(X.status == "cleared", X.cleared_day >= day))))
-    return [Carried(Settled(r.id, r.posting_date, r.amount, r.memo_raw, r.value_at,
-                            r.bank_ref, (pool.setdefault(r.reference_code, r.reference_code),)),
-                    pool.setdefault(r.reference_code, r.reference_code), r.key, r.event_id)
-            for r in session.execute(q)]
+    rows = session.execute(q).all()
+    parts = {(r.batch_id, _txn_id(r.evidence)) for r in rows if r.batch_id}
+    txns = _carried_txns(session, account_id, parts, rows, policy) if parts else {}
+    out = []
+    for r in rows:
+        code = pool.setdefault(r.reference_code, r.reference_code)
+        line = Settled(r.id, r.posting_date, r.line_amount, r.memo_raw, r.value_at,
+                       r.bank_ref, (code,))
+        txn = None
+        if r.batch_id:  # a gateway part: its own money, not the batch's credit
+            txn_id = _txn_id(r.evidence)
+            txn = txns.get((r.batch_id, txn_id)) or BatchTxn(txn_id, r.amount, 0, r.amount,
+                                                             r.reference_code)
+        out.append(Carried(line, code, r.key, r.event_id, r.batch_id, txn))
+    return out
+
+
+def _txn_id(evidence: str | None) -> str:
+    """The gateway transaction a held part was (its evidence names it)."""
+    return str(json.loads(evidence or "{}").get("txn_id") or "")
+
+
+def _carried_txns(session: Session, account_id: int, parts: set[tuple[str, str]],
+                  rows: Sequence[Any], policy: Policy) -> dict[tuple[str, str], BatchTxn]:
+    """The settlement transactions carried parts were, by (batch id, transaction id):
+    batches of the account settled within the batch lag before the parts' lines."""
+    B, T = SettlementBatchRow, SettlementTxnRow
+    days = [r.posting_date for r in rows if r.batch_id]
+    q = (select(B.batch_id, T.provider_txn_id, T.gross, T.fee, T.net, T.reference, T.paid_at,
+                T.kind).join(T, T.batch_pk == B.id)
+         .where(B.account_id == account_id,
+                B.settled_on.between(min(days) - timedelta(days=policy.batch_lag_days),
+                                     max(days)),
+                B.batch_id.in_(sorted({b for b, _ in parts}))))
+    return {(r.batch_id, r.provider_txn_id): BatchTxn(r.provider_txn_id, r.gross, r.fee, r.net,
+                                                      r.reference, r.paid_at, r.kind)
+            for r in session.execute(q) if (r.batch_id, r.provider_txn_id) in parts}
 
 
 def _links(session: Session, account_id: int, day: date) -> list[ManualLink]:

@@ -181,13 +181,17 @@ class Carried:
     """An earlier day's line still held as ``underpaid`` for ``code`` (open or carried over).
 
     A later part-payment may complete the reference (rule *split*); its money was already
-    counted in its own day's sum check, so it never counts in this day's.
+    counted in its own day's sum check, so it never counts in this day's. A part that was
+    a gateway transaction names it (``batch_id``, ``txn``): ``line`` is then the batch's
+    credit, and the part carries the transaction's net and covers its gross.
     """
 
     line: Settled
     code: str
     key: str
     event_id: int | None = None
+    batch_id: str | None = None
+    txn: BatchTxn | None = None
 
 
 @dataclass(frozen=True, slots=True)

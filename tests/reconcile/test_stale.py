@@ -386,3 +386,26 @@ def test_the_stored_result_holds_the_rows_of_the_day_whatever_run_named_them_las
     assert was is not None
     assert {(key.split(":")[0], amount, code) for key, amount, code in was.held} == {
         ("underpaid", 4_000, r.code)}
+
+
+def test_a_carried_gateway_part_carries_its_own_money_not_the_batch_credit(
+        fp, world) -> None:  # noqa: ANN001
+    """One VNPAY credit of 10.000 paid half of r and half of r2 (5.000 each, both held as
+    underpaid). r's other half comes later: the carried part is T1's 5.000, not the
+    batch's 10.000, so r is settled with exactly what it owed and r2 still waits."""
+    old, later = D1 - timedelta(days=3), D1
+    r, r2 = world.ref(), world.ref()
+    world.statement(old, [(10_000, "VNPAY TT LO VNP-TWO-01", at(old, 23))])
+    batch(world, "VNP-TWO-01", old, [("T1", r.code), ("T2", r2.code)], "vnpay-two.csv",
+          gross=5_000)
+    world.run(old)
+    assert open_mismatches(fp, r.code) == open_mismatches(fp, r2.code) == [(old, "underpaid")]
+    world.statement(later, [(5_000, r.code, at(later, 9))])
+    assert world.run(later).status == "balanced"
+    assert open_mismatches(fp, r.code) == [] and state(fp, r.code) == "settled"
+    M, R = ReconMatchRow, ReferenceRow
+    with fp.db.session() as s:
+        paid = s.execute(select(M.txn_id, M.amount).join(R, R.id == M.reference_id).where(
+            R.code == r.code).order_by(M.amount)).tuples().all()
+    assert sorted(paid, key=str) == sorted([("T1", 5_000), (None, 5_000)], key=str)
+    assert open_mismatches(fp, r2.code) == [(old, "underpaid")]
