@@ -384,7 +384,8 @@ def _carried_txns(session: Session, account_id: int, parts: set[tuple[str, str]]
          .where(B.account_id == account_id,
                 B.settled_on.between(min(days) - timedelta(days=policy.batch_lag_days),
                                      max(days)),
-                B.batch_id.in_(sorted({b for b, _ in parts}))))
+                B.batch_id.in_(sorted({b for b, _ in parts})),
+                T.kind == "payment"))  # a refund may reuse its payment's id
     return {(r.batch_id, r.provider_txn_id): BatchTxn(r.provider_txn_id, r.gross, r.fee, r.net,
                                                       r.reference, r.paid_at, r.kind)
             for r in session.execute(q) if (r.batch_id, r.provider_txn_id) in parts}

@@ -62,7 +62,7 @@ def stale_days(s: Session) -> list[tuple[int, date]]:
 class Before:
     """What the account-day's stored result said, per reference, before a run replaces
     it: the money its matches give each reference, and the mismatches (key, amount,
-    reference code) its last run raised."""
+    reference code) its last run raised or the day holds."""
 
     matched: dict[int, int]
     held: frozenset[tuple[str, int, str | None]]

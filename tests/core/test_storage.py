@@ -127,8 +127,6 @@ def test_migrations_keep_a_played_day(empty_url: str, tmp_path) -> None:  # noqa
     fp.close()
 
 
-
-
 def test_0013_gives_events_without_an_account_their_references(empty_url: str) -> None:
     """Recorded without a channel, or through a gateway channel serving no one account, a
     callback now stores its reference's account (and is not flagged for it); through a

@@ -93,10 +93,12 @@ def test_a_night_and_its_reruns_read_no_big_table_whole(traced, sqlite_url) -> N
                          (10_000, b.code.lower(), at(D1, 9)),     # no callback
                          (5_000, f"{c.code} mot phan", at(D1, 10)),
                          (7_000, "CHUYEN TIEN KHONG NOI DUNG", at(D1, 11)),
-                         (19_600, "VNPAY TT LO VNP-1", at(D1, 23))])
-    world.settlement("VNP-1", D1, [("T1", g1.code, 10_000, 200), ("T2", g2.code, 10_000, 200)])
+                         (14_700, "VNPAY TT LO VNP-1", at(D1, 23))])
+    world.settlement("VNP-1", D1, [("T1", g1.code, 10_000, 200),
+                                   ("T2", g2.code, 5_000, 100)])  # half: a carried part
     nightly(fp, d2, catch_up_days=1)
-    world.statement(d2, [(5_000, c.code, at(d2, 8)), (10_000, a.code, at(d2, 9))])
+    world.statement(d2, [(5_000, c.code, at(d2, 8)), (10_000, a.code, at(d2, 9)),
+                         (5_000, g2.code, at(d2, 10))])
     world.statement(D1, [(10_000, late.code, at(D1, 22))])         # a late statement
     nightly(fp, d2 + timedelta(days=1), catch_up_days=2)
     (unknown,) = Resolutions(fp).list(category="unknown_reference")
@@ -104,6 +106,7 @@ def test_a_night_and_its_reruns_read_no_big_table_whole(traced, sqlite_url) -> N
                               actor="kbnn.demo")
     world.recon.run(D1, world.account)
     assert len(seen) > 50                                          # the night was traced
+    assert any("settlement_transactions.kind = " in sql for sql in seen.values())  # carried
 
     found = scans(sqlite_url.removeprefix("sqlite:///"), seen)
     assert not found, "\n".join(f"{step}  <-  {sql}" for sql, step in found)

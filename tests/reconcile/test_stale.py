@@ -390,14 +390,15 @@ def test_the_stored_result_holds_the_rows_of_the_day_whatever_run_named_them_las
 
 def test_a_carried_gateway_part_carries_its_own_money_not_the_batch_credit(
         fp, world) -> None:  # noqa: ANN001
-    """One VNPAY credit of 10.000 paid half of r and half of r2 (5.000 each, both held as
-    underpaid). r's other half comes later: the carried part is T1's 5.000, not the
-    batch's 10.000, so r is settled with exactly what it owed and r2 still waits."""
+    """One VNPAY credit of 9.800 paid half of r and half of r2 (5.000 gross, 100 fee, 4.900
+    net each; both held as underpaid). r's other 5.000 comes later: the carried part is
+    T1's 4.900 and covers its 5.000 gross — not the batch's 9.800, nor only its net — so
+    r is settled with exactly what it owed and r2 still waits."""
     old, later = D1 - timedelta(days=3), D1
     r, r2 = world.ref(), world.ref()
-    world.statement(old, [(10_000, "VNPAY TT LO VNP-TWO-01", at(old, 23))])
-    batch(world, "VNP-TWO-01", old, [("T1", r.code), ("T2", r2.code)], "vnpay-two.csv",
-          gross=5_000)
+    world.statement(old, [(9_800, "VNPAY TT LO VNP-TWO-01", at(old, 23))])
+    world.settlement("VNP-TWO-01", old, [("T1", r.code, 5_000, 100),
+                                         ("T2", r2.code, 5_000, 100)])
     world.run(old)
     assert open_mismatches(fp, r.code) == open_mismatches(fp, r2.code) == [(old, "underpaid")]
     world.statement(later, [(5_000, r.code, at(later, 9))])
@@ -407,5 +408,5 @@ def test_a_carried_gateway_part_carries_its_own_money_not_the_batch_credit(
     with fp.db.session() as s:
         paid = s.execute(select(M.txn_id, M.amount).join(R, R.id == M.reference_id).where(
             R.code == r.code).order_by(M.amount)).tuples().all()
-    assert sorted(paid, key=str) == sorted([("T1", 5_000), (None, 5_000)], key=str)
+    assert paid == [("T1", 4_900), (None, 5_000)]
     assert open_mismatches(fp, r2.code) == [(old, "underpaid")]
