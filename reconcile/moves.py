@@ -42,7 +42,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -199,7 +198,6 @@ def queue(conn: Connection, run_id: int, result: DayResult, ref_ids: dict[str, i
     stamp = _stamper(conn)
     rows = [(run_id, ref_ids[u.code], u.state, u.allocated, stamp(u.paid_at or now))
             for u in result.updates if u.code in ref_ids]
-    rows.sort(key=itemgetter(1))  # the apply groups by reference: sorted runs of it
     raw = conn.connection.driver_connection
     if start is not None:
         start()
