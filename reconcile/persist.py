@@ -202,8 +202,8 @@ def _dropped(session: Session, earlier: list[int], result: DayResult) -> dict[st
 def _sqlite_match_rows(run_id: int, result: DayResult, ref_ids: dict[str, int]) -> list[tuple]:
     """The match rows as SQLite stores them (dates as ISO text, each distinct day converted
     once), in reference id order: each row goes into the ``reference_id`` index next to
-    the one before, instead of at random in an index of every match stored (a fifth less
-    time on a million rows)."""
+    the one before, instead of at random in an index of every match stored (the write
+    phase of a million-line night took ~2 s less, docs/benchmarks/reconcile.md)."""
     account, get, iso = result.account_id, ref_ids.get, date.isoformat
     day = iso(result.day)
     days: dict[date, str] = {result.day: day}

@@ -308,8 +308,6 @@ def test_a_later_day_that_only_holds_money_for_the_reference_is_marked_too(
     assert marks(fp) == 0
 
 
-
-
 def test_a_part_its_own_day_takes_back_marks_the_day_that_completed_it(
         fp, world) -> None:  # noqa: ANN001
     """A held 4.000 for r as underpaid; C's 6.000 completed r and cleared that row. A

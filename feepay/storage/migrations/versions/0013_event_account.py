@@ -4,10 +4,11 @@ Revision ID: 0013
 Revises: 0012
 
 A callback recorded without a channel (``fp.payments.record(event)`` from a case system),
-or through a gateway channel that serves no one account, stored no account. Reconciliation then found such callbacks by joining every callback of
-the look-back window, of every account, to its reference, once per account-day. Recording
-now stores the reference's account (``feepay.recording.Target``); this revision gives the
-events already stored theirs, so each account-day reads its own callbacks by index alone.
+or through a gateway channel that serves no one account, stored no account.
+Reconciliation then found such callbacks by joining every callback of the look-back
+window, of every account, to its reference, once per account-day. Recording now stores
+the reference's account (``feepay.recording.Target``); this revision gives the events
+already stored theirs, so each account-day reads its own callbacks by index alone.
 
 Downgrade empties the column again where it was empty before: events without a channel,
 or whose channel serves no one account (a channel's account never changes).
