@@ -109,6 +109,15 @@ def day_inputs(draw: st.DrawFn) -> DayInput:
     carried = [Carried(Settled(50 + i, DAY - timedelta(days=1), r.amount_due // 3, r.code),
                        r.code, f"underpaid:L{50 + i}")
                for i, r in enumerate(refs) if draw(st.integers(0, 4)) == 0]
+    if draw(st.integers(0, 3)) == 0:  # parts of an earlier day's gateway credit
+        owners = draw(st.lists(st.sampled_from(refs), min_size=1, max_size=2,
+                               unique_by=lambda r: r.code))
+        parts = [BatchTxn(f"C{i}", r.amount_due // 2, 100, r.amount_due // 2 - 100, r.code)
+                 for i, r in enumerate(owners)]
+        credit = Settled(80, DAY - timedelta(days=1), sum(t.net for t in parts),
+                         "VNPAY TT VNP-OLD-1")
+        carried += [Carried(credit, str(t.reference), f"underpaid:BVNP-OLD-1:T{t.provider_txn_id}",
+                            batch_id="VNP-OLD-1", txn=t) for t in parts]
     links = [ManualLink(line.id, draw(st.sampled_from(refs)).code)
              for line in lines if line.id != 90 and draw(st.integers(0, 9)) == 0]
     if batches and draw(st.integers(0, 3)) == 0:  # a person said which line is the batch
@@ -123,13 +132,16 @@ def day_inputs(draw: st.DrawFn) -> DayInput:
 def test_money_is_conserved_line_by_line(inp: DayInput) -> None:
     result = reconcile_day(inp)
     placed: dict[int, int] = defaultdict(int)
+    parts: dict[tuple[int, str | None], int] = defaultdict(int)  # (line, gateway txn)
     for m in result.matches:
         for a in m.allocations:
             if a.line_id is not None:
                 placed[a.line_id] += a.amount
+                parts[(a.line_id, a.txn_id)] += a.amount
     for mm in result.mismatches:
         if mm.line_id is not None:
             placed[mm.line_id] += mm.amount
+            parts[(mm.line_id, mm.evidence.get("txn_id"))] += mm.amount
             assert mm.amount >= 0
         # a mismatch is raised no earlier than its line's day: the loader's look-ups by
         # (account, day) rely on it (see reconcile.loader._links)
@@ -137,7 +149,10 @@ def test_money_is_conserved_line_by_line(inp: DayInput) -> None:
     for line in inp.lines:
         assert placed[line.id] == line.amount, (line, result)
     for c in inp.carried:  # an earlier day's part-payment: untouched or fully placed
-        assert placed[c.line.id] in (0, c.line.amount)
+        if c.txn is None:
+            assert placed[c.line.id] in (0, c.line.amount)
+        else:  # a gateway transaction's part: its own net, never the batch's credit
+            assert parts[(c.line.id, c.txn.provider_txn_id)] in (0, c.txn.net)
     assert result.credits == sum(x.amount for x in inp.lines) == result.matched + result.held
 
 
