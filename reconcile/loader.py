@@ -352,18 +352,19 @@ def _carried(session: Session, account_id: int, day: date, window_start: date,
                 or_(X.status.in_(CARRIED_STATUSES),
                     and_(X.status == "cleared", X.cleared_day >= day))))
     rows = session.execute(q).all()
-    parts = {(r.batch_id, _txn_id(r.evidence)) for r in rows if r.batch_id}
-    txns = _carried_txns(session, account_id, parts, rows, policy) if parts else {}
+    # a gateway part (its key is unique on the account): (batch id, transaction id)
+    parts = {r.key: (r.batch_id, _txn_id(r.evidence)) for r in rows if r.batch_id}
+    txns = _carried_txns(session, account_id, set(parts.values()),
+                         [r.posting_date for r in rows if r.batch_id], policy) if parts else {}
     out = []
     for r in rows:
         code = pool.setdefault(r.reference_code, r.reference_code)
         line = Settled(r.id, r.posting_date, r.line_amount, r.memo_raw, r.value_at,
                        r.bank_ref, (code,))
         txn = None
-        if r.batch_id:  # a gateway part: its own money, not the batch's credit
-            txn_id = _txn_id(r.evidence)
-            txn = txns.get((r.batch_id, txn_id)) or BatchTxn(txn_id, r.amount, 0, r.amount,
-                                                             r.reference_code)
+        if r.key in parts:  # its own money, not the batch's credit
+            part = parts[r.key]
+            txn = txns.get(part) or BatchTxn(part[1], r.amount, 0, r.amount, r.reference_code)
         out.append(Carried(line, code, r.key, r.event_id, r.batch_id, txn))
     return out
 
@@ -374,11 +375,10 @@ def _txn_id(evidence: str | None) -> str:
 
 
 def _carried_txns(session: Session, account_id: int, parts: set[tuple[str, str]],
-                  rows: Sequence[Any], policy: Policy) -> dict[tuple[str, str], BatchTxn]:
+                  days: list[date], policy: Policy) -> dict[tuple[str, str], BatchTxn]:
     """The settlement transactions carried parts were, by (batch id, transaction id):
-    batches of the account settled within the batch lag before the parts' lines."""
+    batches of the account settled within the batch lag before the parts' line ``days``."""
     B, T = SettlementBatchRow, SettlementTxnRow
-    days = [r.posting_date for r in rows if r.batch_id]
     q = (select(B.batch_id, T.provider_txn_id, T.gross, T.fee, T.net, T.reference, T.paid_at,
                 T.kind).join(T, T.batch_pk == B.id)
          .where(B.account_id == account_id,
