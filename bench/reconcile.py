@@ -143,8 +143,9 @@ class Data:
                 code=ordered[i], dossier_code=f"BENCH-{i:07d}", items_key="bench",
                 competent_unit=units[acc], account_id=acc, amount_due=rng.choice(FEES),
                 amount_paid=0, state="issued", memo="", issued_at=issued, expires_at=expires,
-                cancelled_at=None))
+                cancelled_at=None, paid_at=None))
         self._fill(n, accounts, rng, callbacks)
+        self._record_callbacks()
 
     def _fill(self, n: int, accounts: list[int], rng: random.Random, callbacks: float) -> None:
         refs, gateway = self.refs, max(1, n // 100)   # 1 % paid through VNPAY
@@ -175,6 +176,32 @@ class Data:
             r = refs[gateway + k * 7]
             self.events.append(self._event(r, r["amount_due"], at(15 * 3600, DAY - timedelta(
                 days=3)), f"LOST{k}"))
+
+    def _record_callbacks(self) -> None:
+        """Leave each reference and callback as recording them would have, in arrival
+        order (:func:`feepay.recording.assess`): a reference a callback paid is ``paid``
+        (or partially paid, or overpaid) with its ``paid_at`` before the night, as in
+        production, and a second callback is flagged ``duplicate_payment``."""
+        from feepay.models import PaymentEvent, PaymentStatus
+        from feepay.recording import Link, RefBefore, assess, join_flags
+
+        by_code = {r["code"]: r for r in self.refs}
+        self.events.sort(key=lambda e: e["paid_at"])
+        for e in self.events:
+            r = by_code[e["reference_code"]]
+            event = PaymentEvent.model_construct(
+                provider=e["adapter"], provider_txn_id=e["provider_txn_id"],
+                reference=r["code"], amount=e["amount"], paid_at=e["paid_at"],
+                status=PaymentStatus.SUCCESS)
+            before = RefBefore(0, r["state"], r["amount_due"], r["amount_paid"],
+                               e["paid_at"] > r["expires_at"], r["account_id"])
+            done = assess(event, Link(r["code"], ()), before, e["account_id"])
+            e["flags"], e["applied"] = join_flags(done.flags), done.applied
+            if done.applied:
+                r["amount_paid"] += e["amount"]
+                r["state"] = done.state_after.value
+                if r["paid_at"] is None and r["amount_paid"] >= r["amount_due"]:
+                    r["paid_at"] = e["paid_at"]
 
     def _mismatch(self, kind: str, i: int, count: int, t: int,
                   rng: random.Random) -> tuple[int, int]:
