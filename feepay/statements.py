@@ -494,6 +494,23 @@ def _insert_txns(s: Session, batch: SettlementBatch, pk: int, import_id: int) ->
     return len(s.connection().execute(stmt, rows).all())
 
 
+def _check_batch_id_free(s: Session, batch: SettlementBatch) -> None:
+    """Refuse a batch whose id another provider already used (Conflict).
+
+    Reconciliation tells batches apart by their id alone — a match, a held part, a
+    claimed batch name it without the provider — so two providers' batches under one id
+    would be taken for each other. Gateways' batch ids do not collide in practice; if
+    two ever do, nothing is imported and a person must look."""
+    B = SettlementBatchRow
+    other = s.scalar(select(B.provider).where(B.batch_id == batch.batch_id,
+                                              B.provider != batch.provider).limit(1))
+    if other is not None:
+        raise Conflict(
+            f"{batch.provider} batch {batch.batch_id}: a {other} batch with the same id is "
+            "already stored, and reconciliation tells batches apart by their id; nothing "
+            "was imported. Report it to the operators of feepay.", field="batch_id")
+
+
 def _check_same_account(old: SettlementBatchRow, batch: SettlementBatch,
                         account_id: int) -> None:
     """A correction fixes a batch's contents; money paid into one account never moves."""
@@ -711,6 +728,7 @@ class Statements:
 
         A new batch is inserted. A stored one is left as it is when the file says the
         same, replaced when ``replacing`` and the file differs, refused otherwise."""
+        _check_batch_id_free(s, batch)
         values = _batch_values(batch, account_id, import_id)
         pk = s.scalar(_dialect_insert(s)(SettlementBatchRow).values(**values)
                       .on_conflict_do_nothing(index_elements=["provider", "batch_id"])

@@ -103,6 +103,7 @@ class SettlementBatchRow(Base):
     __table_args__ = (
         UniqueConstraint("provider", "batch_id"),
         Index("ix_settlement_batches_account_day", "account_id", "settled_on"),
+        Index("ix_settlement_batches_batch_id", "batch_id"),  # any other provider's? (0014)
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from adapters.statements import import_file
 from feepay.exceptions import Conflict, ParseError, ValidationError
+from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
 from feepay.money import VN_TZ
 from feepay.reference import codes_in_normalized, find_in_text, normalize_memo
 from feepay.statements import Line, StatementInfo, StatementStream, fingerprint
@@ -317,6 +318,23 @@ def test_settlement_batch_reissued_differently_is_refused(fp, accounts, tmp_path
         csv.writer(fh).writerows(rows)
     with pytest.raises(Conflict, match=needle):
         import_file(fp, tmp_path / "again.csv", accounts["vcb"])
+    assert counts(fp) == before
+
+
+def test_a_batch_id_another_provider_used_is_refused(fp, accounts) -> None:  # noqa: ANN001
+    """Reconciliation tells batches apart by id: a MoMo batch under an id VNPAY already
+    used is refused with the reason, and nothing of its file is stored."""
+    import_file(fp, VNPAY_CSV, accounts["vcb"])
+    before = counts(fp)
+    txn = SettlementTxn(line_no=1, provider_txn_id="M1", reference=None, gross=5_000, fee=100,
+                        net=4_900, batch_id="vnpay-20251102")
+    momo = SettlementFile(source="momo.csv", format="momo", batches=(SettlementBatch(
+        batch_id="vnpay-20251102", provider="momo", settled_on=date(2025, 11, 2),
+        net_total=4_900, transactions=(txn,)),))
+    with pytest.raises(Conflict, match="momo batch vnpay-20251102: a vnpay batch with the "
+                                       "same id is already stored"):
+        fp.statements.import_settlement(momo, accounts["vcb"], file_name="momo.csv",
+                                        file_sha256="m" * 64, file_size=1)
     assert counts(fp) == before
 
 
