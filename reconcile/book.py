@@ -547,8 +547,9 @@ class Book:
             base["memo"] = p.memo
         if p.bank_ref:
             base["bank_ref"] = p.bank_ref
-        if p.txn is not None:
+        if p.txn is not None:  # what a later day needs to carry the part on its own
             base["txn_id"] = p.txn.provider_txn_id
+            base.update(gross=p.txn.gross, fee=p.txn.fee)
         if p.unknown:
             base["unknown_codes"] = list(p.unknown)
         if p.near:

@@ -352,9 +352,11 @@ def _carried(session: Session, account_id: int, day: date, window_start: date,
                 or_(X.status.in_(CARRIED_STATUSES),
                     and_(X.status == "cleared", X.cleared_day >= day))))
     rows = session.execute(q).all()
-    # a gateway part (its key is unique on the account): (batch id, transaction id)
-    parts = {r.key: (r.batch_id, _txn_id(r.evidence)) for r in rows if r.batch_id}
-    txns = _carried_txns(session, account_id, set(parts.values()),
+    # a gateway part (its key is unique on the account): what its evidence says it was
+    parts = {r.key: (r.batch_id, _held_txn(r.evidence, r.amount, r.reference_code))
+             for r in rows if r.batch_id}
+    txns = _carried_txns(session, account_id,
+                         {(b, t.provider_txn_id) for b, t in parts.values()},
                          [r.posting_date for r in rows if r.batch_id], policy) if parts else {}
     out = []
     for r in rows:
@@ -363,21 +365,29 @@ def _carried(session: Session, account_id: int, day: date, window_start: date,
                        r.bank_ref, (code,))
         txn = None
         if r.key in parts:  # its own money, not the batch's credit
-            part = parts[r.key]
-            txn = txns.get(part) or BatchTxn(part[1], r.amount, 0, r.amount, r.reference_code)
+            batch_id, held = parts[r.key]
+            txn = txns.get((batch_id, held.provider_txn_id)) or held
         out.append(Carried(line, code, r.key, r.event_id, r.batch_id, txn))
     return out
 
 
-def _txn_id(evidence: str | None) -> str:
-    """The gateway transaction a held part was (its evidence names it)."""
-    return str(json.loads(evidence or "{}").get("txn_id") or "")
+def _held_txn(evidence: str | None, amount: int, code: str) -> BatchTxn:
+    """The gateway transaction a held part was, as its evidence recorded it: the net held
+    and the gross it covers — what the part carries should the settlement rows no longer
+    hold it (a correction replaced the batch). A part an older version held recorded only
+    the transaction's id: its net then covers only itself."""
+    ev = json.loads(evidence or "{}")
+    gross, fee = ev.get("gross"), ev.get("fee")
+    if not (isinstance(gross, int) and isinstance(fee, int) and gross - fee == amount):
+        gross, fee = amount, 0
+    return BatchTxn(str(ev.get("txn_id") or ""), gross, fee, amount, code)
 
 
 def _carried_txns(session: Session, account_id: int, parts: set[tuple[str, str]],
                   days: list[date], policy: Policy) -> dict[tuple[str, str], BatchTxn]:
     """The settlement transactions carried parts were, by (batch id, transaction id):
-    batches of the account settled within the batch lag before the parts' line ``days``."""
+    batches of the account settled within the batch lag before the parts' line ``days``
+    (a batch id names one batch: the import refuses one another provider already used)."""
     B, T = SettlementBatchRow, SettlementTxnRow
     q = (select(B.batch_id, T.provider_txn_id, T.gross, T.fee, T.net, T.reference, T.paid_at,
                 T.kind).join(T, T.batch_pk == B.id)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconMatchRow, ReconMismatchRow, ReconStaleDayRow
-from feepay.storage.tables_statements import StatementImportRow
+from feepay.storage.tables_statements import SettlementTxnRow, StatementImportRow
 from reconcile.scheduler import nightly
 from tests.reconcile.conftest import World, at
 
@@ -41,6 +41,13 @@ def matched_days(fp, code: str) -> list[date]:  # noqa: ANN001
     with fp.db.session() as s:
         return sorted(s.scalars(select(M.day).join(R, R.id == M.reference_id).where(
             R.code == code, M.amount > 0)))
+
+
+def paid_parts(fp, code: str) -> list[tuple[str | None, int]]:  # noqa: ANN001
+    M, R = ReconMatchRow, ReferenceRow
+    with fp.db.session() as s:
+        return s.execute(select(M.txn_id, M.amount).join(R, R.id == M.reference_id).where(
+            R.code == code).order_by(M.amount)).tuples().all()
 
 
 def batch(world: World, batch_id: str, settled_on: date, txns: list[tuple[str, str]],
@@ -402,9 +409,26 @@ def test_a_carried_gateway_part_carries_its_own_money_not_the_batch_credit(
     world.statement(later, [(5_000, r.code, at(later, 9))])
     assert world.run(later).status == "balanced"
     assert open_mismatches(fp, r.code) == [] and state(fp, r.code) == "settled"
-    M, R = ReconMatchRow, ReferenceRow
-    with fp.db.session() as s:
-        paid = s.execute(select(M.txn_id, M.amount).join(R, R.id == M.reference_id).where(
-            R.code == r.code).order_by(M.amount)).tuples().all()
-    assert paid == [("T1", 4_900), (None, 5_000)]
+    assert paid_parts(fp, r.code) == [("T1", 4_900), (None, 5_000)]
     assert open_mismatches(fp, r2.code) == [(old, "underpaid")]
+
+
+def test_a_carried_gateway_part_no_longer_in_its_batch_still_covers_its_gross(
+        fp, world) -> None:  # noqa: ANN001
+    """The settlement rows no longer hold the transaction a part was (a correction replaced
+    the batch; here the row is deleted to reach the loader's fallback directly): the part
+    carries what its evidence recorded — 4.900 held, 5.000 gross covered — so the fee is
+    not lost and r's other 5.000 settles it."""
+    old, later = D1 - timedelta(days=3), D1
+    r, r2 = world.ref(), world.ref()
+    world.statement(old, [(9_800, "VNPAY TT LO VNP-TWO-02", at(old, 23))])
+    world.settlement("VNP-TWO-02", old, [("T1", r.code, 5_000, 100),
+                                         ("T2", r2.code, 5_000, 100)])
+    world.run(old)
+    assert open_mismatches(fp, r.code) == [(old, "underpaid")]
+    with fp.db.session() as s:
+        s.execute(delete(SettlementTxnRow).where(SettlementTxnRow.provider_txn_id == "T1"))
+    world.statement(later, [(5_000, r.code, at(later, 9))])
+    assert world.run(later).status == "balanced"
+    assert state(fp, r.code) == "settled" and open_mismatches(fp, r.code) == []
+    assert paid_parts(fp, r.code) == [("T1", 4_900), (None, 5_000)]
