@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feepay.audit import checked_actor, checked_reason
@@ -499,16 +500,22 @@ def _check_batch_id_free(s: Session, batch: SettlementBatch) -> None:
 
     Reconciliation tells batches apart by their id alone — a match, a held part, a
     claimed batch name it without the provider — so two providers' batches under one id
-    would be taken for each other. Gateways' batch ids do not collide in practice; if
-    two ever do, nothing is imported and a person must look."""
+    would be taken for each other. The unique index on ``batch_id`` (0014) decides, also
+    between two imports at the same moment; this read only gives the reason first."""
     B = SettlementBatchRow
     other = s.scalar(select(B.provider).where(B.batch_id == batch.batch_id,
                                               B.provider != batch.provider).limit(1))
     if other is not None:
-        raise Conflict(
-            f"{batch.provider} batch {batch.batch_id}: a {other} batch with the same id is "
-            "already stored, and reconciliation tells batches apart by their id; nothing "
-            "was imported. Report it to the operators of feepay.", field="batch_id")
+        raise _batch_id_taken(batch, other)
+
+
+def _batch_id_taken(batch: SettlementBatch, other: str | None) -> Conflict:
+    who = f"a {other} batch" if other else "another provider's batch"
+    return Conflict(
+        f"{batch.provider} batch {batch.batch_id}: {who} with the same id is "
+        "already stored, and reconciliation tells batches apart by their id; nothing was "
+        "imported. A settlement profile without a `provider` stores its batches under the "
+        "profile's name: give it the gateway's. Otherwise report it.", field="batch_id")
 
 
 def _check_same_account(old: SettlementBatchRow, batch: SettlementBatch,
@@ -730,9 +737,12 @@ class Statements:
         same, replaced when ``replacing`` and the file differs, refused otherwise."""
         _check_batch_id_free(s, batch)
         values = _batch_values(batch, account_id, import_id)
-        pk = s.scalar(_dialect_insert(s)(SettlementBatchRow).values(**values)
-                      .on_conflict_do_nothing(index_elements=["provider", "batch_id"])
-                      .returning(SettlementBatchRow.id))
+        try:
+            pk = s.scalar(_dialect_insert(s)(SettlementBatchRow).values(**values)
+                          .on_conflict_do_nothing(index_elements=["provider", "batch_id"])
+                          .returning(SettlementBatchRow.id))
+        except IntegrityError as exc:  # another provider's batch, stored meanwhile
+            raise _batch_id_taken(batch, None) from exc
         if pk is not None:
             return _insert_txns(s, batch, pk, import_id)
         old = s.scalars(select(SettlementBatchRow).where(

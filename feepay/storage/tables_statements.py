@@ -103,7 +103,8 @@ class SettlementBatchRow(Base):
     __table_args__ = (
         UniqueConstraint("provider", "batch_id"),
         Index("ix_settlement_batches_account_day", "account_id", "settled_on"),
-        Index("ix_settlement_batches_batch_id", "batch_id"),  # any other provider's? (0014)
+        # one batch per id, whatever the provider: reconciliation names batches by id (0014)
+        Index("uq_settlement_batches_batch_id", "batch_id", unique=True),
     )
 
 

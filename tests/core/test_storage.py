@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from feepay.storage.engine import Database
 
@@ -166,4 +167,42 @@ def test_0013_gives_events_without_an_account_their_references(empty_url: str) -
     assert accounts() == {"T1": None, "T2": None, "T3": None, "T4": other}
     fp.db.upgrade()
     assert accounts() == now
+    fp.close()
+
+
+def test_0014_stops_on_two_providers_batches_under_one_id(empty_url: str) -> None:
+    """0014 makes a settlement batch id unique across providers. A database that already
+    holds two providers' batches under one id is not upgraded: the upgrade names the id
+    and changes nothing; once a person keeps one batch, it goes through."""
+    from datetime import date
+
+    from feepay.api import FeePay
+    from feepay.demo_data import seed
+    from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
+
+    fp = FeePay.open(empty_url)
+    demo = seed(fp)
+    txn = SettlementTxn(line_no=1, provider_txn_id="T1", gross=5_000, fee=100, net=4_900,
+                        batch_id="LOT-0014")
+    fp.statements.import_settlement(SettlementFile(source="v.csv", format="vnpay", batches=(
+        SettlementBatch(batch_id="LOT-0014", provider="vnpay", settled_on=date(2025, 12, 1),
+                        net_total=4_900, transactions=(txn,)),)),
+        demo.accounts[demo.department], file_name="v.csv", file_sha256="v" * 64, file_size=1)
+    fp.db.downgrade("0013")
+    copy = ("INSERT INTO settlement_batches (import_id, account_id, provider, batch_id, "
+            "settled_on, gross_total, fee_total, net_total, txn_count) SELECT import_id, "
+            "account_id, 'momo', batch_id, settled_on, gross_total, fee_total, net_total, "
+            "txn_count FROM settlement_batches")
+    with fp.db.engine.begin() as conn:
+        conn.execute(text(copy))
+    with pytest.raises(RuntimeError, match="share the id.s. LOT-0014"):
+        fp.db.upgrade()
+    assert fp.db.current_revision() == "0013"
+    with fp.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM settlement_batches WHERE provider = 'momo'"))
+    fp.db.upgrade()
+    assert fp.db.current_revision() == "0014"
+    with (pytest.raises(IntegrityError, match="uq_settlement_batches_batch_id|UNIQUE"),
+          fp.db.engine.begin() as conn):
+        conn.execute(text(copy))
     fp.close()
