@@ -145,7 +145,7 @@ class Data:
                 code=ordered[i], dossier_code=f"BENCH-{i:07d}", items_key="bench",
                 competent_unit=units[acc], account_id=acc, amount_due=rng.choice(FEES),
                 amount_paid=0, state="issued", memo="", issued_at=issued, expires_at=expires,
-                cancelled_at=None, paid_at=None))
+                cancelled_at=None))
         self._fill(n, accounts, rng, callbacks)
         self._record_callbacks()
 
@@ -182,30 +182,33 @@ class Data:
                 days=3)), f"LOST{k}"))
 
     def _record_callbacks(self) -> None:
-        """Leave each reference and callback as recording them would have, in arrival
-        order (:func:`feepay.recording.assess`): a reference a callback paid is ``paid``
-        (or partially paid, or overpaid) with its ``paid_at`` before the night, as in
-        production, and a second callback is flagged ``duplicate_payment``."""
+        """What recording each callback did, in arrival order
+        (:func:`feepay.recording.assess`): the callback's flags and whether it applied,
+        and in ``self.paid`` each reference it moved — state, amount paid, ``paid_at`` —
+        in the order its first callback came. The set-up writes those states after
+        inserting the references issued, as the day's callbacks would have."""
         from feepay.models import PaymentEvent, PaymentStatus
         from feepay.recording import Link, RefBefore, assess, join_flags
 
         by_code = {r["code"]: r for r in self.refs}
+        self.paid: dict[str, tuple[str, int, datetime | None]] = {}
         self.events.sort(key=lambda e: e["paid_at"])
         for e in self.events:
             r = by_code[e["reference_code"]]
+            state, paid, paid_at = self.paid.get(r["code"], (r["state"], 0, None))
             event = PaymentEvent.model_construct(
                 provider=e["adapter"], provider_txn_id=e["provider_txn_id"],
                 reference=r["code"], amount=e["amount"], paid_at=e["paid_at"],
                 status=PaymentStatus.SUCCESS)
-            before = RefBefore(0, r["state"], r["amount_due"], r["amount_paid"],
+            before = RefBefore(0, state, r["amount_due"], paid,
                                e["paid_at"] > r["expires_at"], r["account_id"])
             done = assess(event, Link(r["code"], ()), before, e["account_id"])
             e["flags"], e["applied"] = join_flags(done.flags), done.applied
             if done.applied:
-                r["amount_paid"] += e["amount"]
-                r["state"] = done.state_after.value
-                if r["paid_at"] is None and r["amount_paid"] >= r["amount_due"]:
-                    r["paid_at"] = e["paid_at"]
+                paid += e["amount"]
+                if paid_at is None and paid >= r["amount_due"]:
+                    paid_at = e["paid_at"]
+                self.paid[r["code"]] = (done.state_after.value, paid, paid_at)
 
     def _mismatch(self, kind: str, i: int, count: int, t: int,
                   rng: random.Random) -> tuple[int, int]:
@@ -369,6 +372,8 @@ def bulk_insert(fp, table, rows: list[dict], chunk: int = 20_000) -> None:  # no
 
 
 def setup(url: str, n: int, n_accounts: int, callbacks: float) -> dict[str, float]:
+    from sqlalchemy import bindparam, update
+
     from feepay.api import FeePay
     from feepay.demo_data import seed
     from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
@@ -396,6 +401,13 @@ def setup(url: str, n: int, n_accounts: int, callbacks: float) -> dict[str, floa
         e["reference_id"] = ids[e["reference_code"]]
     # callbacks are stored as they arrive: in time order
     bulk_insert(fp, PaymentEventRow.__table__, sorted(data.events, key=lambda e: e["paid_at"]))
+    # and each moved its reference then: issued rows updated in place, as in production
+    R = ReferenceRow.__table__
+    with fp.db.session() as s:
+        s.execute(update(R).where(R.c.code == bindparam("c")).values(
+            state=bindparam("st"), amount_paid=bindparam("paid"), paid_at=bindparam("at")),
+            [{"c": code, "st": st, "paid": paid, "at": paid_at}
+             for code, (st, paid, paid_at) in data.paid.items()])
     timings["insert_references_and_callbacks"] = time.perf_counter() - clock
     clock = time.perf_counter()
     for acc, batch_id, txns in data.batches:
