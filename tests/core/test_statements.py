@@ -321,39 +321,28 @@ def test_settlement_batch_reissued_differently_is_refused(fp, accounts, tmp_path
     assert counts(fp) == before
 
 
-def test_a_batch_id_another_provider_used_is_refused(fp, accounts) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("read", "needle"), [
+    (True, "a vnpay batch with the same id is already stored"),
+    # two imports at the same moment both pass the read: the unique index decides
+    (False, "another provider's batch with the same id"),
+])
+def test_a_batch_id_another_provider_used_is_refused(fp, accounts, monkeypatch,  # noqa: ANN001
+                                                     read: bool, needle: str) -> None:
     """Reconciliation tells batches apart by id: a MoMo batch under an id VNPAY already
-    used is refused with the reason, and nothing of its file is stored."""
-    import_file(fp, VNPAY_CSV, accounts["vcb"])
-    before = counts(fp)
-    txn = SettlementTxn(line_no=1, provider_txn_id="M1", reference=None, gross=5_000, fee=100,
-                        net=4_900, batch_id="vnpay-20251102")
-    momo = SettlementFile(source="momo.csv", format="momo", batches=(SettlementBatch(
-        batch_id="vnpay-20251102", provider="momo", settled_on=date(2025, 11, 2),
-        net_total=4_900, transactions=(txn,)),))
-    with pytest.raises(Conflict, match="momo batch vnpay-20251102: a vnpay batch with the "
-                                       "same id is already stored"):
-        fp.statements.import_settlement(momo, accounts["vcb"], file_name="momo.csv",
-                                        file_sha256="m" * 64, file_size=1)
-    assert counts(fp) == before
-
-
-def test_the_database_refuses_a_shared_batch_id_the_check_did_not_see(  # noqa: ANN001
-        fp, accounts, monkeypatch) -> None:
-    """Two imports at the same moment both pass the read (neither sees the other's batch):
-    the unique index decides, and the loser gets the same refusal, nothing stored."""
+    used is refused with the reason, and nothing of its file is stored — also when the
+    import's read did not see the other batch."""
     import feepay.statements as statements
 
     import_file(fp, VNPAY_CSV, accounts["vcb"])
     before = counts(fp)
-    monkeypatch.setattr(statements, "_check_batch_id_free", lambda s, batch: None)
+    if not read:
+        monkeypatch.setattr(statements, "_check_batch_id_free", lambda s, batch: None)
     txn = SettlementTxn(line_no=1, provider_txn_id="M1", reference=None, gross=5_000, fee=100,
                         net=4_900, batch_id="vnpay-20251102")
     momo = SettlementFile(source="momo.csv", format="momo", batches=(SettlementBatch(
         batch_id="vnpay-20251102", provider="momo", settled_on=date(2025, 11, 2),
         net_total=4_900, transactions=(txn,)),))
-    with pytest.raises(Conflict, match="momo batch vnpay-20251102: another provider's batch "
-                                       "with the same id"):
+    with pytest.raises(Conflict, match=f"momo batch vnpay-20251102: {needle}"):
         fp.statements.import_settlement(momo, accounts["vcb"], file_name="momo.csv",
                                         file_sha256="m" * 64, file_size=1)
     assert counts(fp) == before

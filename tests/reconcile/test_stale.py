@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import delete, func, select
 
 from feepay.models import SettlementBatch, SettlementFile, SettlementTxn
@@ -393,12 +394,15 @@ def test_the_stored_result_holds_the_rows_of_the_day_whatever_run_named_them_las
         ("underpaid", 4_000, r.code)}
 
 
+@pytest.mark.parametrize("row_gone", [False, True])
 def test_a_carried_gateway_part_carries_its_own_money_not_the_batch_credit(
-        fp, world) -> None:  # noqa: ANN001
+        fp, world, row_gone: bool) -> None:  # noqa: ANN001
     """One VNPAY credit of 9.800 paid half of r and half of r2 (5.000 gross, 100 fee, 4.900
     net each; both held as underpaid). r's other 5.000 comes later: the carried part is
     T1's 4.900 and covers its 5.000 gross — not the batch's 9.800, nor only its net — so
-    r is settled with exactly what it owed and r2 still waits."""
+    r is settled with exactly what it owed and r2 still waits. Also when the settlement
+    rows no longer hold T1 (a correction replaced the batch; here its row is deleted to
+    reach the loader's fallback): the part carries what its evidence recorded."""
     old, later = D1 - timedelta(days=3), D1
     r, r2 = world.ref(), world.ref()
     world.statement(old, [(9_800, "VNPAY TT LO VNP-TWO-01", at(old, 23))])
@@ -406,29 +410,11 @@ def test_a_carried_gateway_part_carries_its_own_money_not_the_batch_credit(
                                          ("T2", r2.code, 5_000, 100)])
     world.run(old)
     assert open_mismatches(fp, r.code) == open_mismatches(fp, r2.code) == [(old, "underpaid")]
+    if row_gone:
+        with fp.db.session() as s:
+            s.execute(delete(SettlementTxnRow).where(SettlementTxnRow.provider_txn_id == "T1"))
     world.statement(later, [(5_000, r.code, at(later, 9))])
     assert world.run(later).status == "balanced"
     assert open_mismatches(fp, r.code) == [] and state(fp, r.code) == "settled"
     assert paid_parts(fp, r.code) == [("T1", 4_900), (None, 5_000)]
     assert open_mismatches(fp, r2.code) == [(old, "underpaid")]
-
-
-def test_a_carried_gateway_part_no_longer_in_its_batch_still_covers_its_gross(
-        fp, world) -> None:  # noqa: ANN001
-    """The settlement rows no longer hold the transaction a part was (a correction replaced
-    the batch; here the row is deleted to reach the loader's fallback directly): the part
-    carries what its evidence recorded — 4.900 held, 5.000 gross covered — so the fee is
-    not lost and r's other 5.000 settles it."""
-    old, later = D1 - timedelta(days=3), D1
-    r, r2 = world.ref(), world.ref()
-    world.statement(old, [(9_800, "VNPAY TT LO VNP-TWO-02", at(old, 23))])
-    world.settlement("VNP-TWO-02", old, [("T1", r.code, 5_000, 100),
-                                         ("T2", r2.code, 5_000, 100)])
-    world.run(old)
-    assert open_mismatches(fp, r.code) == [(old, "underpaid")]
-    with fp.db.session() as s:
-        s.execute(delete(SettlementTxnRow).where(SettlementTxnRow.provider_txn_id == "T1"))
-    world.statement(later, [(5_000, r.code, at(later, 9))])
-    assert world.run(later).status == "balanced"
-    assert state(fp, r.code) == "settled" and open_mismatches(fp, r.code) == []
-    assert paid_parts(fp, r.code) == [("T1", 4_900), (None, 5_000)]
