@@ -510,6 +510,7 @@ def _check_batch_id_free(s: Session, batch: SettlementBatch) -> None:
 
 
 def _batch_id_taken(batch: SettlementBatch, other: str | None) -> Conflict:
+    """The refusal for a batch id another provider holds (``other``, when the read saw it)."""
     who = f"a {other} batch" if other else "another provider's batch"
     return Conflict(
         f"{batch.provider} batch {batch.batch_id}: {who} with the same id is "
