@@ -278,29 +278,35 @@ def _events(session: Session, account_id: int, day: date, window_start: date,
                        stamp(paid_at), intern(code, code) if code else None,
                        bank_ref or None, None)
               for eid, adapter, txn, amount, paid_at, code, bank_ref in rows]
-    claimed = _claimed_events(session, account_id, day, window_start)
+    claimed = _claimed_events(session, account_id, day, window_start, events)
     claimed |= _events_in_claimed_batches(session, events, batches, day)
     return [e for e in events if e.id not in claimed] if claimed else events
 
 
-def _claimed_events(session: Session, account_id: int, day: date,
-                    window_start: date) -> set[int]:
-    """Callbacks an earlier day paired with money (a match, or a line it held). Only this
-    account's runs pair this account's callbacks, so its own rows are enough.
+def _claimed_events(session: Session, account_id: int, day: date, window_start: date,
+                    events: list[Reported]) -> set[int]:
+    """Which of ``events`` an earlier day paired with money (a match, or a line it held).
+    Only this account's runs pair this account's callbacks, so its own rows are enough.
 
     A match is stored by the day that made it, and a day pairs only callbacks of its own
     window (or a carried part's, older still): none of this window's callbacks is paired
     before it, so older matches are not read (a day's margin for a changed cut-off) — a
-    year of them, every night. Mismatches are read whole: a carried part a later day holds
-    again keeps its line's day but takes the new callback, so no day bound is exact (the
-    mismatch table is a twentieth of the matches)."""
+    year of them, every night. For mismatches no day bound is exact (a carried part a
+    later day holds again keeps its old day but takes the new callback): they are asked
+    about the loaded callbacks themselves (``ix_recon_mismatches_event_id``, migration
+    0015), not about the account's history, which grows every night."""
     M, X = ReconMatchRow, ReconMismatchRow
     claimed = set(session.scalars(select(M.event_id).where(
         M.account_id == account_id, M.day >= window_start - ONE_DAY, M.day < day,
         M.event_id.is_not(None))))
-    claimed.update(session.scalars(select(X.event_id).where(
-        X.account_id == account_id, X.day < day, X.event_id.is_not(None),
-        X.status != "superseded", X.category.not_in(_NOT_CLAIMING))))
+    # by callback alone (the planner must not prefer the account's history); the rest of
+    # the condition is checked here, on the few rows that hold one of these callbacks
+    held = select_in(session, lambda member_of: select(
+        X.event_id, X.account_id, X.day, X.status, X.category).where(
+        X.event_id.is_not(None), member_of(X.event_id)), [e.id for e in events])
+    claimed.update(eid for eid, acc, raised, status, category in held
+                   if acc == account_id and raised < day and status != "superseded"
+                   and category not in _NOT_CLAIMING)
     return claimed
 
 

@@ -42,6 +42,7 @@ RUN_STATUSES = ("balanced", "unbalanced", "failed")
 MISMATCH_STATUSES = ("open", "carried_over", "resolved", "cleared", "superseded")
 ACTIONS = ("link", "refund_due", "write_off", "carry_over", "acknowledge")
 WITH_BATCH = text("batch_id IS NOT NULL")  # partial indexes: only gateway rows (0012)
+WITH_EVENT = text("event_id IS NOT NULL")  # only rows that hold a callback (0015)
 
 
 class ReconRunRow(Base):
@@ -164,6 +165,9 @@ class ReconMismatchRow(Base):
         Index("ix_recon_mismatches_batch_id", "batch_id", sqlite_where=WITH_BATCH,
               postgresql_where=WITH_BATCH),
         Index("ix_recon_mismatches_run_id", "run_id"),  # a run's sum check
+        # the callbacks earlier days' rows hold, asked by callback (not by history)
+        Index("ix_recon_mismatches_event_id", "event_id", sqlite_where=WITH_EVENT,
+              postgresql_where=WITH_EVENT),
         # the account's open rows, and those a day cleared (not its whole history)
         Index("ix_recon_mismatches_account_status", "account_id", "status", "cleared_day"),
     )

@@ -200,7 +200,7 @@ def test_0014_stops_on_two_providers_batches_under_one_id(empty_url: str) -> Non
     assert fp.db.current_revision() == "0013"
     with fp.db.engine.begin() as conn:
         conn.execute(text("DELETE FROM settlement_batches WHERE provider = 'momo'"))
-    fp.db.upgrade()
+    fp.db.upgrade("0014")
     assert fp.db.current_revision() == "0014"
     with (pytest.raises(IntegrityError, match="uq_settlement_batches_batch_id|UNIQUE"),
           fp.db.engine.begin() as conn):

@@ -88,6 +88,21 @@ def test_paid_no_money_then_money_turns_up(fp, world) -> None:  # noqa: ANN001
     assert pnm.status == "cleared"
 
 
+def test_a_callback_an_earlier_days_mismatch_holds_waits_for_no_money(fp, world) -> None:  # noqa: ANN001
+    """A callback paired with money an earlier day held (paid after cancellation) is not
+    free on later days: no ``paid_no_money`` is raised for it once its grace is over."""
+    a = world.ref()
+    fp.references.cancel(a.code, "hồ sơ rút", actor="test")
+    world.callback(a.code, 10_000, at(D1, 9))
+    world.statement(D1, [(10_000, a.code, at(D1, 9, 1))])
+    world.run(D1)
+    (held,) = mismatches(fp, category="expired_or_cancelled")
+    assert held.event_id is not None and held.amount == 10_000
+    later = world.run(D1 + timedelta(days=3))          # in the window, past the grace
+    assert later.status == "balanced"
+    assert mismatches(fp, category="paid_no_money") == []
+
+
 def test_skip_done_is_the_schedulers_mode(fp, world) -> None:  # noqa: ANN001
     world.statement(D1, [(10_000, "X", at(D1))])
     assert world.run(D1, trigger="scheduler", skip_done=True).status == "balanced"
