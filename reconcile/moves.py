@@ -196,27 +196,40 @@ def queue(conn: Connection, run_id: int, result: DayResult, ref_ids: dict[str, i
     another thread while the driver works (see :func:`reconcile.persist.write_result`).
     """
     stamp = _stamper(conn)
-    rows = [(run_id, ref_ids[u.code], u.state, u.allocated, stamp(u.paid_at or now))
-            for u in result.updates if u.code in ref_ids]
     raw = conn.connection.driver_connection
-    if start is not None:
-        start()
-    if not rows:
-        return 0
     if conn.dialect.name == "postgresql":
+        rows = [(run_id, ref_ids[u.code], u.state, u.allocated, stamp(u.paid_at or now))
+                for u in result.updates if u.code in ref_ids]
+        if start is not None:
+            start()
+        if not rows:
+            return 0
         with raw.cursor() as cur, cur.copy(
                 f"COPY recon_reference_moves ({', '.join(MOVE_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         return len(rows)
-    # one statement over a JSON array: the driver releases the GIL while SQLite inserts
+    # one statement per state over a JSON array: the driver releases the GIL while SQLite
+    # inserts; the run and the state are parameters, so SQLite extracts three values a row
+    by_state: dict[str, list[tuple]] = {}
+    for u in result.updates:
+        if u.code in ref_ids:
+            by_state.setdefault(u.state, []).append(
+                (ref_ids[u.code], u.allocated, stamp(u.paid_at or now)))
+    arrays = [(state, json.dumps(rows)) for state, rows in sorted(by_state.items())]
+    if start is not None:
+        start()
     cur = raw.cursor()
-    cur.execute("INSERT INTO recon_reference_moves (run_id, reference_id, state, allocated, "
-                "paid_at) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                "json_extract(value, '$[2]'), json_extract(value, '$[3]'), "
-                "json_extract(value, '$[4]') FROM json_each(?)", (json.dumps(rows),))
+    for state, array in arrays:
+        cur.execute(_QUEUE_SQLITE, (run_id, state, array))
     cur.close()
-    return len(rows)
+    return sum(len(rows) for rows in by_state.values())
+
+
+_QUEUE_SQLITE = (
+    "INSERT INTO recon_reference_moves (run_id, reference_id, state, allocated, paid_at) "
+    "SELECT ?, json_extract(value, '$[0]'), ?, json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]') FROM json_each(?)")
 
 
 def queue_unsettled(conn: Connection, run_id: int, reference_ids: list[int],
