@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import sqlite3
@@ -488,6 +489,31 @@ def pandas_only(url: str) -> None:
                       "lines": len(lines), "exact": exact, "peak_mb": peak_mb()}))
 
 
+def open_only(url: str) -> None:
+    """Child process: what every ``--run-only`` child does before its night (imports,
+    opening the database), and nothing else: subtracted from its instruction count."""
+    from feepay.api import FeePay
+    from reconcile.runner import Reconciler  # noqa: F401 - imported as the night imports it
+
+    FeePay.open(url, migrate=False).close()
+    print(json.dumps({}))
+
+
+def instructions(mode: str, url: str) -> int:
+    """User-space instructions a child executes, counted by valgrind (cachegrind without
+    its cache model): unlike time, the count does not move with the machine's load or
+    speed. The kernel's work (reading and writing pages for SQLite) is not in it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+             f"--cachegrind-out-file={tmp}/cachegrind.out", sys.executable, __file__, mode,
+             url], capture_output=True, text=True, env=os.environ, check=False)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if out.returncode != 0 or found is None:
+        sys.exit(f"valgrind {mode} failed:\n{out.stderr[-3000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
 def child(mode: str, url: str) -> dict:
     out = subprocess.run([sys.executable, __file__, mode, url], capture_output=True,
                          text=True, env=os.environ, check=False)
@@ -514,8 +540,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="nightly runs per scale, each on a fresh copy of the prepared "
                          "database; the median is reported")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count the night's instructions under valgrind, once per "
+                         "scale (about 25x the run's time): a yardstick the machine's "
+                         "noise does not move")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    if args.instructions and shutil.which("valgrind") is None:
+        ap.error("--instructions needs valgrind (Debian: apt install valgrind)")
     _env()
     from bench._machine import print_machine
 
@@ -541,11 +575,18 @@ def main() -> None:
                 if k:
                     restore(urls[n])
                 runs[n].append(child("--run-only", urls[n]))
+        counted = {}
+        for n in scales if args.instructions else ():
+            restore(urls[n])
+            counted[n] = (instructions("--run-only", urls[n])
+                          - instructions("--open-only", urls[n]))
         for n in scales:
             ordered = sorted(runs[n], key=lambda r: r["wall_s"])
             row = {"db": name, "scale": n, "accounts": args.accounts, "setup": prepared[n],
                    "reconcile": ordered[len(ordered) // 2], "runs": runs[n],
                    "pandas": child("--pandas-only", urls[n])}
+            if n in counted:
+                row["instructions"] = counted[n]
             results.append(row)
             report(row)
     scaling(results)
@@ -567,6 +608,9 @@ def report(row: dict) -> None:
           f"{r['lines'] / r['wall_s']:,.0f} lines/s, peak RSS {r['peak_mb']:.0f} MB, "
           f"{r['matches']:,} matches, {r['mismatches']:,} mismatches, "
           f"{'balanced' if r['balanced'] else 'UNBALANCED'}")
+    if "instructions" in row:
+        print(f"  instructions (valgrind, user space, the night alone): "
+              f"{row['instructions'] / 1e9:.2f} G")
     print(f"  pandas exact merge: {p['wall_s']:.1f}s wall (read {p['load_s']:.1f}s, merge "
           f"{p['merge_s']:.2f}s), {p['lines'] / p['wall_s']:,.0f} lines/s, peak RSS "
           f"{p['peak_mb']:.0f} MB, {p['exact']:,} exact matches (nothing else)")
@@ -584,6 +628,10 @@ def scaling(results: list[dict]) -> None:
             cpu = big["reconcile"]["cpu_s"] / small["reconcile"]["cpu_s"]
             print(f"\n{db}: {lines:.1f}x the lines took {t:.1f}x the time, medians "
                   f"({'ok' if t <= lines * 1.1 else 'SUPERLINEAR'}); {cpu:.1f}x the CPU time")
+            if "instructions" in small and "instructions" in big:
+                counted = big["instructions"] / small["instructions"]
+                print(f"  instructions: {counted:.2f}x "
+                      f"({'ok' if counted <= lines * 1.1 else 'SUPERLINEAR'})")
             walls = ([r["wall_s"] for r in small["runs"]], [r["wall_s"] for r in big["runs"]])
             if min(map(len, walls)) >= 3:
                 lo, hi = noise_interval(*walls)
@@ -608,6 +656,9 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--run-only":
         _env()
         run_only(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--open-only":
+        _env()
+        open_only(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "--pandas-only":
         _env()
         pandas_only(sys.argv[2])
