@@ -299,11 +299,13 @@ def _claimed_events(session: Session, account_id: int, day: date, window_start: 
     claimed = set(session.scalars(select(M.event_id).where(
         M.account_id == account_id, M.day >= window_start - ONE_DAY, M.day < day,
         M.event_id.is_not(None))))
-    # by callback alone (the planner must not prefer the account's history); the rest of
-    # the condition is checked here, on the few rows that hold one of these callbacks
+    # only callbacks no match took (most of the window's older days), asked by callback
+    # alone (the planner must not prefer the account's history); the rest of the
+    # condition is checked here, on the few rows that hold one of them
     held = select_in(session, lambda member_of: select(
         X.event_id, X.account_id, X.day, X.status, X.category).where(
-        X.event_id.is_not(None), member_of(X.event_id)), [e.id for e in events])
+        X.event_id.is_not(None), member_of(X.event_id)),
+        [e.id for e in events if e.id not in claimed])
     claimed.update(eid for eid, acc, raised, status, category in held
                    if acc == account_id and raised < day and status != "superseded"
                    and category not in _NOT_CLAIMING)

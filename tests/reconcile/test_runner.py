@@ -95,9 +95,12 @@ def test_a_callback_an_earlier_days_mismatch_holds_waits_for_no_money(fp, world)
     fp.references.cancel(a.code, "hồ sơ rút", actor="test")
     world.callback(a.code, 10_000, at(D1, 9))
     world.statement(D1, [(10_000, a.code, at(D1, 9, 1))])
-    world.run(D1)
+    first = world.run(D1)
     (held,) = mismatches(fp, category="expired_or_cancelled")
     assert held.event_id is not None and held.amount == 10_000
+    again = world.run(D1)                              # its own day's row claims nothing
+    assert again.digest == first.digest
+    assert mismatches(fp, category="expired_or_cancelled")[0].event_id == held.event_id
     later = world.run(D1 + timedelta(days=3))          # in the window, past the grace
     assert later.status == "balanced"
     assert mismatches(fp, category="paid_no_money") == []
