@@ -24,13 +24,18 @@ The lines: 85 % clean memos (the code intact inside bank text), 10 % mangled (lo
 case, spaces inside the code, glued text, MoMo relays, diacritics), 5 % mismatches of
 every kind (underpaid, overpaid, duplicate, no code, near-miss typo, wrong account,
 expired, cancelled, ambiguous, split, multi), plus gateway batch credits; callbacks for
-60 % of transfers, and a few callbacks whose money never came.
+97 % of transfers (``--callbacks``), and a few callbacks whose money never came.
 
 Run::
 
     python bench/reconcile.py                                   # SQLite, 100k and 1M
     python bench/reconcile.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/feepay_bench
     python bench/reconcile.py --scales 20000 --accounts 1       # quick look
+    python bench/reconcile.py --repeat 7 --instructions         # + valgrind's count
+
+``--instructions`` runs each scale's night once more under valgrind and prints the
+instructions it executed (the child that only imports and connects subtracted): the
+scaling check on a figure the machine's noise does not move (SQLite only).
 
 The PostgreSQL databases (``<name>_<N>`` and their ``_pristine`` copies) are emptied:
 the name must contain "bench".
