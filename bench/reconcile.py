@@ -552,7 +552,7 @@ def main() -> None:
                          "database; the median is reported")
     ap.add_argument("--instructions", action="store_true",
                     help="SQLite: also count the night's instructions under valgrind, "
-                         "once per scale (about 25x the run's time): a yardstick the "
+                         "once per scale (about 20x the run's time): a yardstick the "
                          "machine's noise does not move")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
