@@ -743,6 +743,8 @@ class Statements:
                           .on_conflict_do_nothing(index_elements=["provider", "batch_id"])
                           .returning(SettlementBatchRow.id))
         except IntegrityError as exc:  # another provider's batch, stored meanwhile
+            if "batch_id" not in str(exc.orig):  # any other constraint: not this refusal
+                raise
             raise _batch_id_taken(batch, None) from exc
         if pk is not None:
             return _insert_txns(s, batch, pk, import_id)
