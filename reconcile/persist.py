@@ -88,15 +88,12 @@ def write_result(session: Session, run_id: int, result: DayResult, ref_ids: dict
         _replace_matches(session, run_id, result, ref_ids)
         _upsert_mismatches(session, run_id, result, now, memos)
     else:
-        created_at = ReconMismatchRow.__table__.c.created_at.type
-        stamped = created_at.dialect_impl(conn.dialect).bind_processor(conn.dialect)(now)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-rows") as helper:
-            jobs: list[Future[list[tuple]]] = []
+            jobs: list[Future] = []
 
             def start() -> None:
                 jobs.append(helper.submit(_sqlite_match_rows, run_id, result, ref_ids))
-                jobs.append(helper.submit(_sqlite_mismatch_rows, run_id, result, stamped,
-                                          memos))
+                jobs.append(helper.submit(_sqlite_mismatch_rows, result, memos))
                 if on_update is not None:
                     on_update()
 
@@ -275,10 +272,21 @@ MISMATCH_COLUMNS = ("account_id", "day", "key", "category", "amount", "expected_
                     "line_id", "line_day", "event_id", "batch_id", "reference_code",
                     "suggested", "evidence", "first_run_id", "run_id", "status", "created_at",
                     "updated_at")
+# the columns each mismatch has its own value of; the others are the account-day's
+_PER_ROW = ("key", "category", "amount", "expected_amount", "line_id", "line_day",
+            "event_id", "batch_id", "reference_code", "suggested", "evidence")
+_SHARED = {"account_id": ":account", "day": ":day", "first_run_id": ":run", "run_id": ":run",
+           "status": "'open'", "created_at": ":stamp", "updated_at": ":stamp"}
 _QUOTED = ", ".join(f'"{c}"' for c in MISMATCH_COLUMNS)  # "key" is an SQL keyword
+# One statement over a JSON array of the rows: SQLite journals each page it changes once
+# for the statement, where one statement per row journaled the ~10 pages each row touches
+# (most of a night's temporary-file writes, docs/benchmarks/reconcile.md). ``WHERE true``
+# tells the parser that ``ON CONFLICT`` is the upsert's, not a join's.
 _SQLITE_UPSERT = (
-    f"INSERT INTO recon_mismatches ({_QUOTED}) "
-    f"VALUES ({', '.join('?' * len(MISMATCH_COLUMNS))}) "
+    f"INSERT INTO recon_mismatches ({_QUOTED}) SELECT "
+    + ", ".join(_SHARED.get(c) or f"json_extract(value, '$[{_PER_ROW.index(c)}]')"
+                for c in MISMATCH_COLUMNS)
+    + " FROM json_each(:rows) WHERE true "
     'ON CONFLICT (account_id, "key") DO UPDATE SET '
     + ", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)
     + ", status = CASE WHEN recon_mismatches.status = 'superseded' THEN 'open' "
@@ -287,17 +295,19 @@ _SQLITE_UPSERT = (
 
 
 def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: datetime,
-                       memos: dict[int, str], sqlite_rows: list[tuple] | None = None) -> None:
+                       memos: dict[int, str], sqlite_rows: str | None = None) -> None:
     X = ReconMismatchRow
     conn = session.connection()
     if conn.dialect.name == "sqlite":
+        created_at = X.__table__.c.created_at.type
+        stamped = created_at.dialect_impl(conn.dialect).bind_processor(conn.dialect)(now)
         if sqlite_rows is None:
-            created_at = X.__table__.c.created_at.type
-            stamped = created_at.dialect_impl(conn.dialect).bind_processor(conn.dialect)(now)
-            sqlite_rows = _sqlite_mismatch_rows(run_id, result, stamped, memos)
-        # the statement SQLAlchemy would build, through the driver: no per-row processing
+            sqlite_rows = _sqlite_mismatch_rows(result, memos)
+        # the statement through the driver: no per-row processing
         cur = conn.connection.driver_connection.cursor()
-        cur.executemany(_SQLITE_UPSERT, sqlite_rows)
+        cur.execute(_SQLITE_UPSERT, {"account": result.account_id,
+                                     "day": result.day.isoformat(), "run": run_id,
+                                     "stamp": stamped, "rows": sqlite_rows})
         cur.close()
     else:
         for part in chunks((_mismatch_row(run_id, result, m, now, memos)
@@ -343,23 +353,20 @@ def _warn_decided_moot(session: Session, previous: int, result: DayResult) -> No
                     result.account_id, result.day, mid, key, amount, resolution, mid)
 
 
-def _sqlite_mismatch_rows(run_id: int, result: DayResult, stamped: str,
-                          memos: dict[int, str]) -> list[tuple]:
-    """The mismatch rows in :data:`MISMATCH_COLUMNS` order as SQLite stores them (dates as
-    ISO text, ``stamped`` = the run's time as the ORM writes it)."""
+def _sqlite_mismatch_rows(result: DayResult, memos: dict[int, str]) -> str:
+    """The mismatches' own values (:data:`_PER_ROW`) as one JSON array of arrays, dates as
+    ISO text as SQLite stores them."""
     iso = date.isoformat
-    account, day = result.account_id, iso(result.day)
-    days: dict[date, str] = {result.day: day}
+    days: dict[date, str] = {}
     rows = []
     for m in result.mismatches:
         line_day = m.line_day
         if line_day is not None:
             line_day = days.get(line_day) or days.setdefault(line_day, iso(line_day))
-        rows.append((account, day, m.key, m.category.value, m.amount, m.expected_amount,
-                     m.line_id, line_day, m.event_id, m.batch_id, m.reference,
-                     " ".join(m.suggested), _evidence(m, memos), run_id, run_id, "open",
-                     stamped, stamped))
-    return rows
+        rows.append((m.key, m.category.value, m.amount, m.expected_amount, m.line_id,
+                     line_day, m.event_id, m.batch_id, m.reference, " ".join(m.suggested),
+                     _evidence(m, memos)))
+    return json.dumps(rows, ensure_ascii=False)
 
 
 def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool,
