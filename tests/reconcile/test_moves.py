@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from feepay.storage.tables import ReferenceRow
 from feepay.storage.tables_reconcile import ReconReferenceMoveRow
@@ -53,6 +54,52 @@ def test_moves_survive_a_failed_apply_and_the_next_run_applies_them(
     out2 = world.run(D2)                               # applies D1's move with its own
     assert ref_row(fp, a.code).state == "settled" and ref_row(fp, b.code).state == "settled"
     assert out2.references_moved == 1 and queued(fp) == 0
+
+
+def _refuse_settling(fp, reference_id: int) -> list[str]:  # noqa: ANN001
+    """A trigger that fails the settling of one reference, mid-statement; returns the
+    statements that remove it (the PostgreSQL schema outlives the test)."""
+    if fp.db.engine.dialect.name == "sqlite":
+        create = [f"CREATE TRIGGER refuse_settling BEFORE UPDATE OF state ON "
+                  f"payment_references WHEN NEW.id = {reference_id} AND NEW.state = 'settled' "
+                  f"BEGIN SELECT RAISE(FAIL, 'refused by the test'); END"]
+        drop = ["DROP TRIGGER refuse_settling"]
+    else:
+        create = ["CREATE FUNCTION refuse_settling() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+                  f"CREATE TRIGGER refuse_settling BEFORE UPDATE ON payment_references FOR "
+                  f"EACH ROW WHEN (NEW.id = {reference_id} AND NEW.state = 'settled') "
+                  f"EXECUTE FUNCTION refuse_settling()"]
+        drop = ["DROP TRIGGER refuse_settling ON payment_references",
+                "DROP FUNCTION refuse_settling()"]
+    with fp.db.engine.begin() as conn:
+        for stmt in create:
+            conn.execute(text(stmt))
+    return drop
+
+
+def test_an_apply_failing_mid_statement_changes_no_reference(
+        fp, world, apply_fails) -> None:  # noqa: ANN001
+    # SQLite settles with UPDATE OR FAIL (no statement journal): rows before the failing
+    # one stay updated until the transaction rolls back — which it must
+    a, b = world.ref(), world.ref()
+    world.statement(D1, [(10_000, a.code, at(D1, 9)), (10_000, b.code, at(D1, 9, 1))])
+    world.run(D1)
+    apply_fails.undo()
+    b_id = ref_row(fp, b.code).id
+    assert ref_row(fp, a.code).id < b_id                # settled first, in id order
+    drop = _refuse_settling(fp, b_id)
+    try:
+        with pytest.raises(Exception, match="refused by the test"):
+            world.recon.apply_moves()
+    finally:
+        with fp.db.engine.begin() as conn:
+            for stmt in drop:
+                conn.execute(text(stmt))
+    assert (ref_row(fp, a.code).state, ref_row(fp, b.code).state) == ("issued", "issued")
+    assert queued(fp) == 2                               # kept for the next apply
+    applied = world.recon.apply_moves()
+    assert applied.moved == 2 and ref_row(fp, a.code).state == "settled" and queued(fp) == 0
 
 
 def test_a_reference_cancelled_before_the_apply_stays_cancelled(
