@@ -278,6 +278,12 @@ _PER_ROW = ("key", "category", "amount", "expected_amount", "line_id", "line_day
 _SHARED = {"account_id": ":account", "day": ":day", "first_run_id": ":run", "run_id": ":run",
            "status": "'open'", "created_at": ":stamp", "updated_at": ":stamp"}
 _QUOTED = ", ".join(f'"{c}"' for c in MISMATCH_COLUMNS)  # "key" is an SQL keyword
+_ON_CONFLICT = (
+    'ON CONFLICT (account_id, "key") DO UPDATE SET '
+    + ", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)
+    + ", status = CASE WHEN recon_mismatches.status = 'superseded' THEN 'open' "
+      "ELSE recon_mismatches.status END"
+    + f", day = CASE WHEN {_MOVES_DAY} THEN excluded.day ELSE recon_mismatches.day END")
 # One statement over a JSON array of the rows: SQLite journals each page it changes once
 # for the statement, where one statement per row journaled the ~10 pages each row touches
 # (most of a night's temporary-file writes, docs/benchmarks/reconcile.md). ``WHERE true``
@@ -286,16 +292,16 @@ _SQLITE_UPSERT = (
     f"INSERT INTO recon_mismatches ({_QUOTED}) SELECT "
     + ", ".join(_SHARED.get(c) or f"json_extract(value, '$[{_PER_ROW.index(c)}]')"
                 for c in MISMATCH_COLUMNS)
-    + " FROM json_each(:rows) WHERE true "
-    'ON CONFLICT (account_id, "key") DO UPDATE SET '
-    + ", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)
-    + ", status = CASE WHEN recon_mismatches.status = 'superseded' THEN 'open' "
-      "ELSE recon_mismatches.status END"
-    + f", day = CASE WHEN {_MOVES_DAY} THEN excluded.day ELSE recon_mismatches.day END")
+    + " FROM json_each(:rows) WHERE true " + _ON_CONFLICT)
+# One row at a time, for values SQLite's JSON functions would cut short (see below)
+_SQLITE_UPSERT_ROW = (
+    f"INSERT INTO recon_mismatches ({_QUOTED}) VALUES ("
+    + ", ".join(_SHARED.get(c) or f":{c}" for c in MISMATCH_COLUMNS) + ") " + _ON_CONFLICT)
 
 
 def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: datetime,
-                       memos: dict[int, str], sqlite_rows: str | None = None) -> None:
+                       memos: dict[int, str],
+                       sqlite_rows: str | list[tuple] | None = None) -> None:
     X = ReconMismatchRow
     conn = session.connection()
     if conn.dialect.name == "sqlite":
@@ -303,11 +309,16 @@ def _upsert_mismatches(session: Session, run_id: int, result: DayResult, now: da
         stamped = created_at.dialect_impl(conn.dialect).bind_processor(conn.dialect)(now)
         if sqlite_rows is None:
             sqlite_rows = _sqlite_mismatch_rows(result, memos)
+        shared = {"account": result.account_id, "day": result.day.isoformat(), "run": run_id,
+                  "stamp": stamped}
         # the statement through the driver: no per-row processing
         cur = conn.connection.driver_connection.cursor()
-        cur.execute(_SQLITE_UPSERT, {"account": result.account_id,
-                                     "day": result.day.isoformat(), "run": run_id,
-                                     "stamp": stamped, "rows": sqlite_rows})
+        if isinstance(sqlite_rows, str):
+            cur.execute(_SQLITE_UPSERT, {**shared, "rows": sqlite_rows})
+        else:
+            cur.executemany(_SQLITE_UPSERT_ROW,
+                            [{**shared, **dict(zip(_PER_ROW, row, strict=True))}
+                             for row in sqlite_rows])
         cur.close()
     else:
         for part in chunks((_mismatch_row(run_id, result, m, now, memos)
@@ -353,20 +364,25 @@ def _warn_decided_moot(session: Session, previous: int, result: DayResult) -> No
                     result.account_id, result.day, mid, key, amount, resolution, mid)
 
 
-def _sqlite_mismatch_rows(result: DayResult, memos: dict[int, str]) -> str:
-    """The mismatches' own values (:data:`_PER_ROW`) as one JSON array of arrays, dates as
-    ISO text as SQLite stores them."""
+def _sqlite_mismatch_rows(result: DayResult, memos: dict[int, str]) -> str | list[tuple]:
+    """The mismatches' own values (:data:`_PER_ROW`), dates as ISO text as SQLite stores
+    them: one JSON array of arrays, or the rows themselves when a text holds a NUL
+    character — ``json_extract`` would end the text there (SQLite 3.40), and keys cut
+    short could even merge two mismatches. Ids read from a file may hold one; the
+    evidence cannot (it is JSON, NUL escaped)."""
     iso = date.isoformat
     days: dict[date, str] = {}
     rows = []
+    nul = False
     for m in result.mismatches:
         line_day = m.line_day
         if line_day is not None:
             line_day = days.get(line_day) or days.setdefault(line_day, iso(line_day))
+        nul = nul or any("\x00" in v for v in (m.key, m.reference, m.batch_id) if v)
         rows.append((m.key, m.category.value, m.amount, m.expected_amount, m.line_id,
                      line_day, m.event_id, m.batch_id, m.reference, " ".join(m.suggested),
                      _evidence(m, memos)))
-    return json.dumps(rows, ensure_ascii=False)
+    return rows if nul else json.dumps(rows, ensure_ascii=False)
 
 
 def _clear(session: Session, result: DayResult, now: datetime, *, rerun: bool,

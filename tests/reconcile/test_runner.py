@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from feepay.models import SettlementBatch, SettlementFile
@@ -281,3 +282,19 @@ def test_a_link_made_after_the_days_last_run_makes_it_due(fp, world) -> None:  #
     again = world.run(D1, trigger="scheduler", skip_done=True)
     assert again.status == "balanced" and again.matched == 10_000
     assert state(fp, a.code) == "settled"
+
+
+def test_ids_holding_a_nul_character_are_stored_whole(fp, world) -> None:  # noqa: ANN001
+    """Two gateway transactions whose ids differ only after a NUL stay two mismatches
+    with their ids whole: SQLite's JSON functions would end the text at the NUL, which
+    the bulk upsert must not let merge them."""
+    if fp.db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL text cannot hold NUL: such a file never gets this far")
+    world.statement(D1, [(14_700, "VNPAY TT 20251201 LO VNP-NUL-0001", at(D1, 10))])
+    world.settlement("VNP-NUL-0001", D1, [("T\x00a", None, 10_000, 200),
+                                          ("T\x00b", None, 5_000, 100)])
+    out = world.run(D1)
+    assert out.status == "balanced" and out.held == 14_700
+    held = [m for m in mismatches(fp) if m.amount]
+    assert sorted(m.key[-3:] for m in held) == ["T\x00a", "T\x00b"]
+    assert sorted(m.amount for m in held) == [4_900, 9_800]
