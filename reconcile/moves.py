@@ -268,6 +268,8 @@ def _stamper(conn: Connection) -> Callable[[datetime], object]:
 
 def apply(conn: Connection, now: datetime) -> Applied:
     """Apply every queued move, in the caller's transaction; applied moves are deleted.
+    On any error the caller must roll back, never commit: on SQLite a statement that
+    fails half-way keeps the rows it already changed (see :data:`_SETTLE`).
 
     Nothing is queued meanwhile — SQLite: the caller's transaction took the write lock at
     BEGIN; PostgreSQL: the queue is locked first — so what is deleted at the end is

@@ -65,13 +65,13 @@ def _refuse_settling(fp, reference_id: int) -> list[str]:  # noqa: ANN001
                   f"BEGIN SELECT RAISE(FAIL, 'refused by the test'); END"]
         drop = ["DROP TRIGGER refuse_settling"]
     else:
-        create = ["CREATE FUNCTION refuse_settling() RETURNS trigger LANGUAGE plpgsql AS "
-                  "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+        create = ["CREATE OR REPLACE FUNCTION refuse_settling() RETURNS trigger "
+                  "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
                   f"CREATE TRIGGER refuse_settling BEFORE UPDATE ON payment_references FOR "
                   f"EACH ROW WHEN (NEW.id = {reference_id} AND NEW.state = 'settled') "
                   f"EXECUTE FUNCTION refuse_settling()"]
-        drop = ["DROP TRIGGER refuse_settling ON payment_references",
-                "DROP FUNCTION refuse_settling()"]
+        drop = ["DROP TRIGGER IF EXISTS refuse_settling ON payment_references",
+                "DROP FUNCTION IF EXISTS refuse_settling()"]
     with fp.db.engine.begin() as conn:
         for stmt in create:
             conn.execute(text(stmt))
@@ -80,8 +80,9 @@ def _refuse_settling(fp, reference_id: int) -> list[str]:  # noqa: ANN001
 
 def test_an_apply_failing_mid_statement_changes_no_reference(
         fp, world, apply_fails) -> None:  # noqa: ANN001
-    # SQLite settles with UPDATE OR FAIL (no statement journal): rows before the failing
-    # one stay updated until the transaction rolls back — which it must
+    # a row failing mid-statement leaves the rows before it updated inside the
+    # transaction (RAISE(FAIL) here; any failure under SQLite's UPDATE OR FAIL, which
+    # keeps no statement journal): the apply's rollback must undo them
     a, b = world.ref(), world.ref()
     world.statement(D1, [(10_000, a.code, at(D1, 9)), (10_000, b.code, at(D1, 9, 1))])
     world.run(D1)
