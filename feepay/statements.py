@@ -300,6 +300,10 @@ def _prepare(stream: StatementStream, on_first: Callable[[], None], staging: _St
         break
     for line in lines:
         line_no, day, amount, direction, moment, ref, memo, cp_name, cp_account = line
+        if "\x00" in memo or (ref and "\x00" in ref) or (cp_name and "\x00" in cp_name) or (
+                cp_account and "\x00" in cp_account):
+            _refuse_nul(stream.info.source, line_no, memo=memo, bank_ref=ref,
+                        counterparty_name=cp_name, counterparty_account=cp_account)
         # normalise once (ASCII fast path), store it and scan it for codes
         norm_b = (memo.upper().encode().translate(None, NON_ALNUM) if memo.isascii()
                   else normalize_memo(memo).encode())
@@ -332,6 +336,14 @@ def _prepare(stream: StatementStream, on_first: Callable[[], None], staging: _St
     staging.finish()
     out.credits, out.debits, out.first, out.last = credits, debits, first, last
     return out
+
+
+def _refuse_nul(source: str, line: int | None, **texts: str | None) -> None:
+    """Refuse a row whose text holds a NUL character: a damaged file, which PostgreSQL
+    could not store at all and SQLite's JSON functions would cut short."""
+    field = next(name for name, text in texts.items() if text and "\x00" in text)
+    raise ParseError(f"the {field.replace('_', ' ')} holds a NUL character (a damaged "
+                     "file?)", source=source, line=line, column=field)
 
 
 # -- phase 2: staging table → statement_lines ------------------------------------------------
@@ -693,6 +705,14 @@ class Statements:
         for number in {sf.account_number, *(b.account_number for b in sf.batches)} - {None}:
             self._check_account(sf.source, account_id, expected, number, None)
         txns = [t for b in sf.batches for t in b.transactions]
+        for t in txns:
+            if any("\x00" in text for text in (t.provider_txn_id, t.batch_id, t.reference)
+                   if text):
+                _refuse_nul(sf.source, t.line_no, provider_txn_id=t.provider_txn_id,
+                            batch_id=t.batch_id, reference=t.reference)
+        for b in sf.batches:
+            if "\x00" in b.batch_id:
+                _refuse_nul(sf.source, None, batch_id=b.batch_id)
         with self.fp.db.session() as s:
             row = StatementImportRow(
                 account_id=account_id, kind="settlement", format=sf.format,

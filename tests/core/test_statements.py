@@ -348,6 +348,40 @@ def test_a_batch_id_another_provider_used_is_refused(fp, accounts, monkeypatch, 
     assert counts(fp) == before
 
 
+@pytest.mark.parametrize("field", ["memo", "bank_ref", "counterparty_name"])
+def test_a_nul_character_in_a_line_is_refused_by_line_and_field(
+        fp, accounts, field: str) -> None:  # noqa: ANN001
+    """PostgreSQL cannot store a NUL and SQLite's JSON functions cut text at one: a damaged
+    file is refused on both databases alike, naming where, and nothing is stored."""
+    def lines():
+        yield Line(1, date(2025, 11, 1), 1000, "credit", memo="ok")
+        yield Line(2, date(2025, 11, 1), 2000, "credit",
+                   **{"memo": "ok", field: "FT\x00123"})
+
+    stream = StatementStream(StatementInfo("s.csv", "test"), lines())
+    with pytest.raises(ParseError, match="holds a NUL character") as err:
+        fp.statements.import_stream(stream, accounts["vcb"], file_name="s.csv",
+                                    file_sha256="0" * 64, file_size=1)
+    assert (err.value.source, err.value.line, err.value.column) == ("s.csv", 2, field)
+    assert counts(fp) == dict.fromkeys(counts(fp), 0)
+
+
+@pytest.mark.parametrize(("txn_id", "batch_id", "field"), [
+    ("M\x001", "vnpay-20251102", "provider_txn_id"), ("M1", "vnpay\x00-1", "batch_id")])
+def test_a_nul_character_in_a_settlement_is_refused(
+        fp, accounts, txn_id: str, batch_id: str, field: str) -> None:  # noqa: ANN001
+    txn = SettlementTxn(line_no=3, provider_txn_id=txn_id, reference=None, gross=5_000,
+                        fee=100, net=4_900, batch_id=batch_id)
+    sf = SettlementFile(source="vnpay.csv", format="vnpay", batches=(SettlementBatch(
+        batch_id=batch_id, provider="vnpay", settled_on=date(2025, 11, 2), net_total=4_900,
+        transactions=(txn,)),))
+    with pytest.raises(ParseError, match="holds a NUL character") as err:
+        fp.statements.import_settlement(sf, accounts["vcb"], file_name="vnpay.csv",
+                                        file_sha256="v" * 64, file_size=1)
+    assert (err.value.line, err.value.column) == (3, field)
+    assert counts(fp) == dict.fromkeys(counts(fp), 0)
+
+
 def test_settlement_for_another_account_is_refused(fp, accounts) -> None:  # noqa: ANN001
     with pytest.raises(ValidationError, match="the file is for account"):
         import_file(fp, VNPAY_XLSX, accounts["bidv"])
