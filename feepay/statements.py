@@ -340,10 +340,11 @@ def _prepare(stream: StatementStream, on_first: Callable[[], None], staging: _St
 
 def _refuse_nul(source: str, line: int | None, **texts: str | None) -> None:
     """Refuse a row whose text holds a NUL character: a damaged file, which PostgreSQL
-    could not store at all and SQLite's JSON functions would cut short."""
+    could not store at all and SQLite's JSON functions would cut short. Names the field
+    in words: the file's own header for it is not known here."""
     field = next(name for name, text in texts.items() if text and "\x00" in text)
     raise ParseError(f"the {field.replace('_', ' ')} holds a NUL character (a damaged "
-                     "file?)", source=source, line=line, column=field)
+                     "file?)", source=source, line=line)
 
 
 # -- phase 2: staging table → statement_lines ------------------------------------------------
@@ -613,6 +614,8 @@ class Statements:
         expected = self._expected(account_id)
 
         def check_header() -> None:
+            if info.account_number and "\x00" in info.account_number:
+                _refuse_nul(info.source, None, account_number=info.account_number)
             self._check_account(info.source, account_id, expected, info.account_number,
                                 info.bank_bin)
 
@@ -702,17 +705,20 @@ class Statements:
         """
         replacing = _Replacing.make(replace_reason, actor, file_name, file_sha256)
         expected = self._expected(account_id)
-        for number in {sf.account_number, *(b.account_number for b in sf.batches)} - {None}:
-            self._check_account(sf.source, account_id, expected, number, None)
         txns = [t for b in sf.batches for t in b.transactions]
+        for b in sf.batches:
+            if any("\x00" in text for text in (b.batch_id, b.account_number) if text):
+                _refuse_nul(sf.source, None, batch_id=b.batch_id,
+                            account_number=b.account_number)
         for t in txns:
             if any("\x00" in text for text in (t.provider_txn_id, t.batch_id, t.reference)
                    if text):
                 _refuse_nul(sf.source, t.line_no, provider_txn_id=t.provider_txn_id,
                             batch_id=t.batch_id, reference=t.reference)
-        for b in sf.batches:
-            if "\x00" in b.batch_id:
-                _refuse_nul(sf.source, None, batch_id=b.batch_id)
+        if sf.account_number and "\x00" in sf.account_number:
+            _refuse_nul(sf.source, None, account_number=sf.account_number)
+        for number in {sf.account_number, *(b.account_number for b in sf.batches)} - {None}:
+            self._check_account(sf.source, account_id, expected, number, None)
         with self.fp.db.session() as s:
             row = StatementImportRow(
                 account_id=account_id, kind="settlement", format=sf.format,

@@ -103,16 +103,22 @@ def chunks(values: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[lis
 def member(session: Session, column: Any, values: Iterable[Any]) -> Any:
     """``column IN (values)`` with **one** bound parameter, however many values: a
     PostgreSQL array (``= ANY(:v)``) or a SQLite JSON array (``IN (SELECT value FROM
-    json_each(:v))``). A million codes cost one parameter, not a million."""
+    json_each(:v))``). A million codes cost one parameter, not a million. (Texts holding
+    a NUL, which ``json_each`` would cut short, are bound one by one.)"""
     values = sorted(set(values))
     if session.get_bind().dialect.name == "postgresql":
         integer = isinstance(getattr(column, "type", None), Integer) or (
             values and isinstance(values[0], int))
         item = BigInteger() if integer else String()
         return column == any_(bindparam(None, values, type_=ARRAY(item)))
-    listed = select(literal_column("value")).select_from(
-        func.json_each(bindparam(None, json.dumps(values), type_=String())))
-    return column.in_(listed.scalar_subquery())
+    listed = json.dumps(values)
+    cut = []
+    if "\\u0000" in listed:  # json_each would end a text at its NUL: those go bound
+        cut = [v for v in values if isinstance(v, str) and "\x00" in v]
+        listed = json.dumps([v for v in values if not (isinstance(v, str) and "\x00" in v)])
+    clause = column.in_(select(literal_column("value")).select_from(
+        func.json_each(bindparam(None, listed, type_=String()))).scalar_subquery())
+    return or_(clause, column.in_(cut)) if cut else clause
 
 
 def select_in(session: Session, make: Callable[[Any], Any],

@@ -8,14 +8,15 @@ that condition is exercised here on real rows, on both databases.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from feepay.money import now_utc
+from feepay.storage.tables import UnitRow
 from feepay.storage.tables_reconcile import ReconMismatchRow
-from reconcile.loader import load_day
+from reconcile.loader import load_day, member
 from tests.reconcile.conftest import at
 
 D1 = date(2025, 12, 1)
@@ -45,7 +46,25 @@ def test_a_callback_is_held_only_by_an_earlier_days_live_row_of_its_account(
             account_id=account, day=raised, key=f"T:{event_id}", category=category,
             amount=10_000, event_id=event_id, reference_code=a.code, first_run_id=run_id,
             run_id=run_id, status=status, created_at=now, updated_at=now))
-    policy = replace(world.recon.policy, expect_callbacks=True)
     with fp.db.session() as s:
-        loaded = load_day(s, world.account, D2, policy)
+        loaded = load_day(s, world.account, D2, world.recon.policy)
     assert (event_id not in {e.id for e in loaded.input.events}) is held
+
+
+def test_membership_keeps_texts_holding_a_nul_whole(fp) -> None:  # noqa: ANN001
+    """SQLite's ``json_each`` ends a text at a NUL: ``member`` binds such values itself,
+    so 'T<NUL>a' finds itself, not 'T'. (PostgreSQL text cannot hold a NUL.)"""
+    if fp.db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL text cannot hold NUL")
+    now = now_utc()
+    with fp.db.session() as s:
+        s.add_all(UnitRow(code=code, name=f"Đơn vị {i}", kind="other", created_at=now)
+                  for i, code in enumerate(["T", "T\x00a", "T\x00b", "U"]))
+    with fp.db.session() as s:
+        def found(values: list[str]) -> list[str]:
+            return sorted(s.scalars(select(UnitRow.code).where(
+                member(s, UnitRow.code, values))))
+
+        assert found(["T\x00a"]) == ["T\x00a"]
+        assert found(["T\x00b", "U"]) == ["T\x00b", "U"]
+        assert found(["U", "T"]) == ["T", "U"]
