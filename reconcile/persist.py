@@ -368,8 +368,8 @@ def _sqlite_mismatch_rows(result: DayResult, memos: dict[int, str]) -> str | lis
     """The mismatches' own values (:data:`_PER_ROW`), dates as ISO text as SQLite stores
     them: one JSON array of arrays, or the rows themselves when a text holds a NUL
     character — ``json_extract`` would end the text there (SQLite 3.40), and keys cut
-    short could even merge two mismatches. Ids read from a file may hold one; the
-    evidence cannot (it is JSON, NUL escaped)."""
+    short could even merge two mismatches. Imports refuse a NUL now, but ids a database
+    stored before may hold one; the evidence cannot (it is JSON, NUL escaped)."""
     iso = date.isoformat
     days: dict[date, str] = {}
     rows = []
